@@ -1,0 +1,101 @@
+"""Benchmark registry and the JSON/table writer shared by every benchmark."""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mocha.errors import ConfigError
+from mocha.io import write_json
+
+# name -> "module:function"; the function takes (out_dir: Path, quick: bool) and returns BenchResult.
+BENCHMARKS: dict[str, str] = {
+    "translator": "mocha.distill.bench:run",
+    "extract": "mocha.teacher.bench:run",
+    "episodes": "mocha.evaluate.bench:run_episodes",
+    "prototypes": "mocha.evaluate.bench:run_prototypes",
+    "latency": "mocha.personalize.bench:run",
+}
+
+
+@dataclass
+class BenchResult:
+    """Rows for the printed table plus the headline keys written at the top level of the JSON."""
+
+    name: str
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any]
+    targets: dict[str, str] = field(default_factory=dict)  # key -> e.g. ">= 10"
+    notes: str = ""
+
+
+def _machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "platform": platform.platform(),
+    }
+
+
+def _check(value: Any, target: str) -> bool | None:
+    op, _, num = target.partition(" ")
+    try:
+        v, n = float(value), float(num)
+    except (TypeError, ValueError):
+        return None
+    return {"<=": v <= n, ">=": v >= n, "<": v < n, ">": v > n}.get(op)
+
+
+def run_benchmark(name: str, out_dir: Path = Path("runs/bench"), quick: bool = False) -> dict[str, Any]:
+    """Run benchmark `name`, print its table and write `out_dir/<name>.json`; return the JSON object."""
+    if name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
+    module, _, func = BENCHMARKS[name].partition(":")
+    fn = getattr(importlib.import_module(module), func)
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    result: BenchResult = fn(out_dir=out_dir, quick=quick)
+    obj: dict[str, Any] = dict(result.summary)
+    obj["targets"] = {k: {"target": t, "met": _check(result.summary.get(k), t)} for k, t in result.targets.items()}
+    obj["rows"] = result.rows
+    obj["notes"] = result.notes
+    obj["machine"] = _machine()
+    obj["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    obj["command"] = f"mocha bench {name}" + (" --quick" if quick else "")
+    write_json(out_dir / f"{name}.json", obj)
+    _print_table(result)
+    return obj
+
+
+def _print_table(result: BenchResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"mocha bench {result.name}")
+    cols: list[str] = []
+    for row in result.rows:
+        cols.extend(k for k in row if k not in cols)
+    for c in cols:
+        table.add_column(c)
+    for row in result.rows:
+        table.add_row(*[_fmt(row.get(c, "")) for c in cols])
+    console = Console()
+    console.print(table)
+    for k, v in result.summary.items():
+        tgt = result.targets.get(k)
+        console.print(f"{k} = {_fmt(v)}" + (f"  (target {tgt})" if tgt else ""))
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

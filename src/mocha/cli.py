@@ -1,0 +1,81 @@
+"""The one `mocha` command. Each stage registers its verbs from its own `cli` module.
+
+Arguments may be given ultralytics-style (`mocha distill data=world.yaml epochs=3`) or as options
+(`--data world.yaml --epochs 3`); `key=value` tokens are rewritten to `--key value` before parsing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+
+import typer
+
+from mocha.errors import MochaError
+
+app = typer.Typer(
+    name="mocha",
+    help="MOCHA: few-shot personalized object detection (YOLO student distilled from a VLM teacher).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Modules that define `register(app)`; one per stage so each owns its verbs.
+VERB_MODULES = [
+    "mocha.bench.cli",
+]
+
+for _name in VERB_MODULES:
+    importlib.import_module(_name).register(app)
+
+_KV = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.*)$", re.S)
+
+
+def rewrite_argv(argv: list[str]) -> list[str]:
+    """Turn `key=value` tokens into `--key value` (underscores become dashes); booleans become flags."""
+    out: list[str] = []
+    for tok in argv:
+        m = _KV.match(tok)
+        if not m:
+            out.append(tok)
+            continue
+        key, value = m.group(1).replace("_", "-"), m.group(2)
+        if value.lower() in ("true", "yes", "1") and key in _BOOL_FLAGS:
+            out.append(f"--{key}")
+        elif value.lower() in ("false", "no", "0") and key in _BOOL_FLAGS:
+            out.append(f"--no-{key}")
+        else:
+            out.extend([f"--{key}", value])
+    return out
+
+
+# Boolean options across verbs that accept key=true/false.
+_BOOL_FLAGS = {"skip-bad", "overwrite", "fresh", "resume", "save", "append", "extract-missing", "skip-nonfinite"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `mocha` console script."""
+    args = rewrite_argv(list(sys.argv[1:] if argv is None else argv))
+    try:
+        app(args=args, prog_name="mocha", standalone_mode=False)
+    except MochaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        raise SystemExit(130) from None
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code) from None
+        raise
+
+
+if __name__ == "__main__":
+    main()

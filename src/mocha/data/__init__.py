@@ -1,0 +1,1 @@
+"""mocha.data (see docs/architecture.md)."""

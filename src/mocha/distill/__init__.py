@@ -1,0 +1,1 @@
+"""mocha.distill (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""mocha.evaluate (see docs/architecture.md)."""

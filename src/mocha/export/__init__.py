@@ -1,0 +1,1 @@
+"""mocha.export (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""mocha.personalize (see docs/architecture.md)."""

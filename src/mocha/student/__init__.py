@@ -1,0 +1,1 @@
+"""mocha.student (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""mocha.teacher (see docs/architecture.md)."""
