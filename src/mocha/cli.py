@@ -22,6 +22,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """MOCHA: few-shot personalized object detection (YOLO student distilled from a VLM teacher)."""
+
+
 # Modules that define `register(app)`; one per stage so each owns its verbs.
 VERB_MODULES = [
     "mocha.bench.cli",
