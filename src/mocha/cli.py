@@ -23,7 +23,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """MOCHA: few-shot personalized object detection (YOLO student distilled from a VLM teacher)."""
@@ -32,6 +31,7 @@ def _root() -> None:
 # Modules that define `register(app)`; one per stage so each owns its verbs.
 VERB_MODULES = [
     "mocha.bench.cli",
+    "mocha.student.cli",
 ]
 
 for _name in VERB_MODULES:

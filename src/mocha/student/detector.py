@@ -1,0 +1,178 @@
+"""The YOLO student: an ultralytics DetectionModel that also exposes the maps feeding its Detect head.
+
+All ultralytics calls of the project's student go through this module, so its API churn stays here.
+Checkpoints are one `.safetensors` file whose metadata holds the model YAML and class names; an
+ultralytics `.pt` (e.g. a COCO `yolov8n.pt`) loads too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mocha.errors import ConfigError
+from mocha.student.pooling import pool_regions
+
+DEFAULT_CFG = "yolov8n.yaml"
+
+
+def _loss_hyperparameters() -> Any:
+    from ultralytics.cfg import get_cfg
+
+    return get_cfg()  # box/cls/dfl gains the detection loss reads from model.args
+
+
+class Student(nn.Module):
+    """YOLO detector + multi-scale region features. Images: (B,3,S,S) RGB in [0,1], S a multiple of 32."""
+
+    def __init__(self, model: nn.Module, names: list[str], cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = list(names)
+        self.cfg = cfg
+        self.model.names = dict(enumerate(self.names))
+        self.model.args = _loss_hyperparameters()
+        head = self.model.model[-1]
+        self.strides = tuple(int(s) for s in head.stride.tolist())
+        self.feature_dims = tuple(int(m[0].conv.in_channels) for m in head.cv2)
+        self.region_dim = int(sum(self.feature_dims))
+
+    # ----------------------------------------------------------------- construction / persistence
+    @classmethod
+    def create(cls, cfg: str | dict = DEFAULT_CFG, names: list[str] | None = None) -> Student:
+        """A freshly initialised student from an ultralytics model YAML (name or dict) with len(names) classes."""
+        from ultralytics.nn.tasks import DetectionModel
+
+        if not names:
+            raise ConfigError("Student.create needs the coarse class names (names=[...])")
+        model = DetectionModel(cfg, nc=len(names), verbose=False)
+        return cls(model, names, dict(model.yaml))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Student:
+        """Load our `.safetensors` checkpoint, an ultralytics `.pt`, or build from a `*.yaml` model name."""
+        path = Path(path)
+        if path.suffix in (".yaml", ".yml") and not path.exists():
+            raise ConfigError(f"{path}: a model YAML needs class names; use Student.create(cfg, names)")
+        if not path.exists():
+            raise ConfigError(
+                f"student weights not found: {path}. Give a path to a mocha student (.safetensors, from "
+                "`mocha pretrain`), a mocha bundle folder, or an ultralytics .pt you downloaded yourself "
+                "(e.g. yolov8n.pt); nothing is downloaded automatically."
+            )
+        if path.is_dir():
+            inner = path / "student.safetensors"
+            if not inner.exists():
+                raise ConfigError(f"{path}: folder has no student.safetensors")
+            path = inner
+        if path.suffix == ".pt":
+            return cls._load_ultralytics(path)
+        return cls._load_safetensors(path)
+
+    @classmethod
+    def _load_safetensors(cls, path: Path) -> Student:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+        from ultralytics.nn.tasks import DetectionModel
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            state = load_file(str(path))
+        except Exception as exc:  # safetensors raises several types for corrupt files
+            raise ConfigError(f"{path}: not a readable safetensors student checkpoint ({exc})") from None
+        if "mocha_student" not in meta:
+            raise ConfigError(f"{path}: safetensors file has no mocha student metadata")
+        info = json.loads(meta["mocha_student"])
+        model = DetectionModel(info["cfg"], nc=len(info["names"]), verbose=False)
+        student = cls(model, info["names"], info["cfg"])
+        missing, unexpected = student.model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ConfigError(
+                f"{path}: checkpoint does not match its architecture "
+                f"({len(missing)} missing, {len(unexpected)} unexpected tensors)"
+            )
+        return student
+
+    @classmethod
+    def _load_ultralytics(cls, path: Path) -> Student:
+        from ultralytics.nn.tasks import load_checkpoint
+
+        try:
+            model, _ = load_checkpoint(str(path), device="cpu", fuse=False)
+        except Exception as exc:
+            raise ConfigError(f"{path}: cannot load ultralytics checkpoint ({exc})") from None
+        model = model.float()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        names = model.names
+        names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+        return cls(model, names, dict(model.yaml))
+
+    def save(self, path: str | Path) -> Path:
+        """Atomically write a `.safetensors` checkpoint carrying the model YAML and names."""
+        from safetensors.torch import save_file
+
+        from mocha.io import atomic_path
+
+        path = Path(path)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        meta = {"mocha_student": json.dumps({"cfg": self.cfg, "names": self.names}), "format": "mocha-student/1"}
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=meta)
+        return path
+
+    def architecture(self) -> dict[str, Any]:
+        """What must match between a checkpoint and the code using it."""
+        return {"cfg": self.cfg, "nc": len(self.names), "feature_dims": list(self.feature_dims)}
+
+    # ----------------------------------------------------------------- inference
+    def forward(self, images: Tensor) -> tuple[list[Tensor], Any]:
+        """Run the detector; return the P3/P4/P5 maps feeding the head and the raw head output."""
+        raw = self.model(images)
+        out = raw[1] if isinstance(raw, tuple) else raw
+        return list(out["feats"]), raw
+
+    def postprocess(self, raw: Any, conf: float = 0.1, iou: float = 0.6, max_det: int = 300) -> list[Tensor]:
+        """NMS over the head output → per image (n,6) xyxy, conf, cls in letterboxed pixels."""
+        from ultralytics.utils.nms import non_max_suppression
+
+        pred = raw[0] if isinstance(raw, tuple) else raw
+        if isinstance(pred, dict):  # train-mode output: decode with the head itself
+            head = self.model.model[-1]
+            pred = head._inference(pred) if hasattr(head, "_inference") else head(pred["feats"])[0]
+        return non_max_suppression(pred, conf_thres=conf, iou_thres=iou, max_det=max_det)
+
+    @torch.no_grad()
+    def detect(
+        self, images: Tensor, conf: float = 0.1, iou: float = 0.6, max_det: int = 300
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Detections per image and the feature maps they came from (eval mode, no grad)."""
+        was_training = self.training
+        self.eval()
+        feats, raw = self(images)
+        dets = self.postprocess(raw, conf=conf, iou=iou, max_det=max_det)
+        self.train(was_training)
+        return dets, feats
+
+    def region_features(self, feats: list[Tensor], boxes: list[Tensor]) -> Tensor:
+        """Pooled f_A (N, region_dim) for xyxy pixel boxes per image."""
+        return pool_regions(feats, boxes, self.strides)
+
+    # ----------------------------------------------------------------- training
+    def detection_loss(self, raw: Any, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """ultralytics' detection loss: batch needs `batch_idx`, `cls` (n,1), `bboxes` (n,4) normalized xywh."""
+        loss, items = self.model.loss(batch, raw)
+        if isinstance(items, dict):
+            items = torch.stack([torch.as_tensor(v).float().reshape(()) for v in items.values()])
+        return loss.sum() if loss.dim() else loss, items
+
+    def freeze_bn(self) -> None:
+        """Put every BatchNorm in eval mode (running stats fixed) — translator-only epochs."""
+        for m in self.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()

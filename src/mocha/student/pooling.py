@@ -1,0 +1,51 @@
+"""Region features f_A: the mean of each multi-scale map over each box, concatenated (448-d for v8n).
+
+Exact box means from integral images (summed-area tables): one cumsum per map and four gathers per
+box, vectorized over every box of a batch. A box covers every feature cell it touches at that stride
+(cells floor(x1/s) .. ceil(x2/s)-1), and at least one cell, so tiny boxes still get a feature.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def box_cells(boxes: Tensor, stride: float, height: int, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Half-open cell ranges [x1, x2) x [y1, y2) covered by xyxy pixel boxes on a map of this stride."""
+    x1 = torch.floor(boxes[:, 0] / stride).clamp(0, width - 1)
+    y1 = torch.floor(boxes[:, 1] / stride).clamp(0, height - 1)
+    x2 = torch.ceil(boxes[:, 2] / stride)
+    y2 = torch.ceil(boxes[:, 3] / stride)
+    x2 = torch.maximum(torch.minimum(x2, torch.full_like(x2, width)), x1 + 1)
+    y2 = torch.maximum(torch.minimum(y2, torch.full_like(y2, height)), y1 + 1)
+    return x1.long(), y1.long(), x2.long(), y2.long()
+
+
+def pool_level(feat: Tensor, boxes: Tensor, batch_idx: Tensor, stride: float) -> Tensor:
+    """Mean of `feat` (B,C,H,W) over each box (N,4 xyxy pixels) of image `batch_idx` (N,) → (N,C)."""
+    b, c, h, w = feat.shape
+    # float64 sums keep the four-corner differences exact enough on large maps
+    table = torch.nn.functional.pad(feat.double().cumsum(2).cumsum(3), (1, 0, 1, 0))
+    flat = table.permute(0, 2, 3, 1).reshape(b * (h + 1) * (w + 1), c)
+    x1, y1, x2, y2 = box_cells(boxes, stride, h, w)
+    base = batch_idx.long() * (h + 1)
+
+    def at(y: Tensor, x: Tensor) -> Tensor:
+        return flat[(base + y) * (w + 1) + x]
+
+    sums = at(y2, x2) - at(y1, x2) - at(y2, x1) + at(y1, x1)
+    area = ((y2 - y1) * (x2 - x1)).unsqueeze(1).double()
+    return (sums / area).to(feat.dtype)
+
+
+def pool_regions(feats: list[Tensor], boxes: list[Tensor], strides: tuple[int, ...] | list[int]) -> Tensor:
+    """Concatenate per-level box means for all boxes of a batch; rows follow image order then box order."""
+    counts = [len(bx) for bx in boxes]
+    total_c = sum(f.shape[1] for f in feats)
+    if sum(counts) == 0:
+        return feats[0].new_zeros((0, total_c))
+    device = feats[0].device
+    all_boxes = torch.cat([bx.reshape(-1, 4).to(device=device, dtype=torch.float32) for bx in boxes])
+    batch_idx = torch.repeat_interleave(torch.arange(len(boxes), device=device), torch.tensor(counts, device=device))
+    return torch.cat([pool_level(f, all_boxes, batch_idx, float(s)) for f, s in zip(feats, strides, strict=True)], 1)

@@ -1,0 +1,172 @@
+"""Stage 1: train the student on the coarse labels of one of our datasets (wraps ultralytics' trainer).
+
+The run folder `runs/pretrain/<name>/` holds ultralytics' own outputs (weights/, results.csv, plots) plus
+`student.safetensors` (our checkpoint) and `pretrain.json` (command, config, metrics, hash).
+Splits labelled with instance ids are converted to coarse labels in the run folder first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mocha.errors import ConfigError
+from mocha.io import write_json, write_text
+
+
+@dataclass
+class PretrainConfig:
+    """Options of `mocha pretrain`; every field is a CLI option."""
+
+    data: Path
+    train_split: str = "base_train"
+    val_split: str = "base_val"
+    model: str = "yolov8n.yaml"  # model YAML (from scratch), ultralytics .pt, or our .safetensors
+    epochs: int = 30
+    imgsz: int = 256
+    batch: int = 16
+    workers: int = 2
+    device: str = ""  # "" = CUDA if present else CPU; "0,1" uses ultralytics' own DDP
+    seed: int = 0
+    name: str = "default"
+    project: Path = Path("runs/pretrain")
+    patience: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)  # any further ultralytics train() argument
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _coarse_split_dir(spec: Any, split: str, work: Path) -> Path:
+    """Images dir ultralytics can read with coarse labels; converts an instance-labelled split."""
+    from mocha.data.records import read_split
+
+    sp = spec.splits[split]
+    if sp.label_ids == "coarse":
+        return Path(sp.images)
+    out = work / split
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    for rec in read_split(spec, split):
+        link = out / "images" / Path(rec.image).name
+        if not link.exists():
+            os.symlink(Path(rec.image).resolve(), link)
+        lines = [f"{int(c)} " + " ".join(f"{v:.6f}" for v in box) for c, box in zip(rec.coarse, rec.boxes, strict=True)]
+        (out / "labels" / (Path(rec.image).stem + ".txt")).write_text("\n".join(lines) + ("\n" if lines else ""))
+    return out / "images"
+
+
+def ultralytics_data_yaml(spec: Any, cfg: PretrainConfig, run_dir: Path) -> Path:
+    """Write the ultralytics data YAML (coarse names, train/val image dirs) into the run folder."""
+    for split in (cfg.train_split, cfg.val_split):
+        if split not in spec.splits:
+            raise ConfigError(f"{spec.path}: no split {split!r} (has {', '.join(spec.splits)})")
+    work = run_dir / "data"
+    data = {
+        "path": str(run_dir.resolve()),
+        "train": str(_coarse_split_dir(spec, cfg.train_split, work).resolve()),
+        "val": str(_coarse_split_dir(spec, cfg.val_split, work).resolve()),
+        "names": dict(enumerate(spec.names)),
+    }
+    path = run_dir / "data.yaml"
+    write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _initial_weights(model: str, names: list[str], run_dir: Path) -> tuple[str, str | None]:
+    """(model cfg for YOLO(), pretrained weights path or None)."""
+    p = Path(model)
+    if p.suffix in (".yaml", ".yml"):
+        return model, None
+    if not p.exists():
+        from mocha.student.detector import Student
+
+        Student.load(p)  # raises the "how to provide weights" error
+    if p.suffix == ".pt":
+        return str(p), None
+    import torch
+
+    from mocha.student.detector import Student
+
+    student = Student.load(p)
+    if student.names != list(names):
+        raise ConfigError(f"{p}: student classes {student.names} differ from the dataset's {names}")
+    pt = run_dir / "init.pt"
+    torch.save({"model": student.model, "train_args": {}}, pt)
+    return str(pt), None
+
+
+def pretrain(cfg: PretrainConfig) -> Path:
+    """Run stage 1; return the path of the trained `student.safetensors`."""
+    from ultralytics import YOLO
+
+    from mocha.data.schema import load_dataset
+    from mocha.student.detector import Student
+
+    spec = load_dataset(cfg.data)
+    run_dir = Path(cfg.project) / cfg.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_yaml = ultralytics_data_yaml(spec, cfg, run_dir)
+    model_src, _ = _initial_weights(cfg.model, spec.names, run_dir)
+    t0 = time.perf_counter()
+    yolo = YOLO(model_src, task="detect")
+    import torch
+
+    device = cfg.device or ("0" if torch.cuda.is_available() else "cpu")
+    yolo.train(
+        data=str(data_yaml),
+        epochs=cfg.epochs,
+        imgsz=cfg.imgsz,
+        batch=cfg.batch,
+        workers=cfg.workers,
+        device=device,
+        seed=cfg.seed,
+        deterministic=True,
+        project=str(Path(cfg.project).resolve()),
+        name=f"{cfg.name}/ultralytics",
+        exist_ok=True,
+        patience=cfg.patience,
+        amp=device != "cpu",
+        verbose=False,
+        **cfg.extra,
+    )
+    seconds = time.perf_counter() - t0
+    weights = run_dir / "ultralytics" / "weights"
+    best = weights / "best.pt" if (weights / "best.pt").exists() else weights / "last.pt"
+    student = Student.load(best)
+    if student.names != spec.names:
+        student = Student(student.model, spec.names, student.cfg)
+    out = student.save(run_dir / "student.safetensors")
+    metrics = (
+        {k: float(v) for k, v in (getattr(yolo, "metrics", None).results_dict or {}).items()}
+        if getattr(yolo, "metrics", None) is not None
+        else {}
+    )
+    write_json(
+        run_dir / "pretrain.json",
+        {
+            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "metrics": metrics,
+            "seconds": round(seconds, 1),
+            "student": str(out),
+            "sha256": file_sha256(out),
+        },
+    )
+    return out
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """Metrics recorded by a finished pretrain run."""
+    return json.loads((Path(run_dir) / "pretrain.json").read_text())
