@@ -149,11 +149,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
     if student.names != spec.names:
         student = Student(student.model, spec.names, student.cfg)
     out = student.save(run_dir / "student.safetensors")
-    metrics = (
-        {k: float(v) for k, v in (getattr(yolo, "metrics", None).results_dict or {}).items()}
-        if getattr(yolo, "metrics", None) is not None
-        else {}
-    )
+    results = getattr(getattr(yolo, "metrics", None), "results_dict", None) or {}
+    metrics = {k: float(v) for k, v in results.items()}
     write_json(
         run_dir / "pretrain.json",
         {
