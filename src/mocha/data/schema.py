@@ -1,0 +1,166 @@
+"""Dataset YAML schema (docs/formats.md): coarse names, instances, splits and episode sources.
+
+Two dialects load into one `DatasetSpec`: ours (`format: mocha-dataset/1`) and the processed paper
+datasets (`coarse_names` / `fine_names` / `idmap`, see `mocha.data.paper`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mocha.errors import DataError
+
+FORMAT = "mocha-dataset/1"
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    name: str
+    coarse: int
+    split: str = ""
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    name: str
+    images: Path
+    labels: Path
+    label_ids: Literal["coarse", "instance"]
+    files: tuple[str, ...] | None = None  # restrict to these image file names (paper layouts)
+    more: tuple[tuple[Path, Path], ...] = ()  # further (images, labels) folder pairs of the same split
+
+    def folders(self) -> list[tuple[Path, Path]]:
+        """Every (images, labels) folder pair of the split."""
+        return [(self.images, self.labels), *self.more]
+
+
+@dataclass(frozen=True)
+class EpisodeSource:
+    """Episodes of one split and shot count: from a JSON file, or a seeded draw of `count` episodes."""
+
+    split: str
+    shots: int
+    file: Path | None = None
+    seed: int = 0
+    count: int = 100
+    dialect: str = "mocha"  # "mocha" | "paper" | "pod"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetSpec:
+    path: Path
+    root: Path
+    names: list[str]
+    instances: dict[int, InstanceInfo]
+    splits: dict[str, SplitSpec]
+    episodes: dict[str, dict[int, EpisodeSource]] = field(default_factory=dict)
+    layout: str = "mocha"
+
+    def coarse_of(self, instance_id: int) -> int:
+        """Coarse id of an instance; DataError for an unknown id."""
+        try:
+            return self.instances[int(instance_id)].coarse
+        except KeyError:
+            raise DataError(f"{self.path}: unknown instance id {instance_id}") from None
+
+    def split(self, name: str) -> SplitSpec:
+        if name not in self.splits:
+            raise DataError(f"{self.path}: no split {name!r} (splits: {', '.join(self.splits) or 'none'})")
+        return self.splits[name]
+
+
+def labels_dir_for(images: Path) -> Path:
+    """ultralytics convention: replace the last `images` path component by `labels`."""
+    parts = list(images.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts)
+    return images.parent / "labels"
+
+
+def _names(raw: Any, path: Path, key: str) -> list[str]:
+    if isinstance(raw, dict):
+        try:
+            items = sorted((int(k), str(v)) for k, v in raw.items())
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: `{key}` keys must be integer ids") from None
+        if [k for k, _ in items] != list(range(len(items))):
+            raise DataError(f"{path}: `{key}` ids must be 0..{len(items) - 1}")
+        return [v for _, v in items]
+    if isinstance(raw, list) and raw:
+        return [str(v) for v in raw]
+    raise DataError(f"{path}: `{key}` must be a non-empty list or id→name mapping")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: dataset YAML not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise DataError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_dataset(path: str | Path) -> DatasetSpec:
+    """Read our dataset YAML or a paper-dataset YAML (dispatch on its keys)."""
+    path = Path(path).resolve()
+    data = read_yaml(path)
+    if "coarse_names" in data or "fine_names" in data or "idmap" in data:
+        from mocha.data.paper import load_paper_dataset
+
+        return load_paper_dataset(path, data)
+    if data.get("format", FORMAT) != FORMAT:
+        raise DataError(f"{path}: unsupported format {data.get('format')!r} (expected {FORMAT})")
+    root = (path.parent / str(data.get("root", "."))).resolve()
+    names = _names(data.get("names"), path, "names")
+    instances: dict[int, InstanceInfo] = {}
+    for k, v in (data.get("instances") or {}).items():
+        try:
+            iid, coarse = int(k), int(v["coarse"])
+        except (TypeError, ValueError, KeyError):
+            raise DataError(f"{path}: instance {k!r} needs an integer id and `coarse` id") from None
+        if not 0 <= coarse < len(names):
+            raise DataError(f"{path}: instance {k} has coarse id {coarse} outside names (0..{len(names) - 1})")
+        instances[iid] = InstanceInfo(str(v.get("name", f"instance-{iid}")), coarse, str(v.get("split", "")))
+    splits: dict[str, SplitSpec] = {}
+    for name, s in (data.get("splits") or {}).items():
+        if isinstance(s, str):
+            s = {"images": s}
+        if not isinstance(s, dict) or "images" not in s:
+            raise DataError(f"{path}: split {name!r} needs `images`")
+        kind = s.get("label_ids", "coarse")
+        if kind not in ("coarse", "instance"):
+            raise DataError(f"{path}: split {name!r}: label_ids must be 'coarse' or 'instance', not {kind!r}")
+        if kind == "instance" and not instances:
+            raise DataError(f"{path}: split {name!r} uses instance ids but the YAML lists no `instances`")
+        images = (root / s["images"]).resolve()
+        labels = (root / s["labels"]).resolve() if "labels" in s else labels_dir_for(images)
+        splits[name] = SplitSpec(name, images, labels, kind)
+    if not splits:
+        raise DataError(f"{path}: no `splits` defined")
+    episodes: dict[str, dict[int, EpisodeSource]] = {}
+    for split, per_shot in (data.get("episodes") or {}).items():
+        if split not in splits:
+            raise DataError(f"{path}: episodes given for unknown split {split!r}")
+        episodes[split] = {}
+        for shots, src in (per_shot or {}).items():
+            k = int(shots)
+            if isinstance(src, str):
+                episodes[split][k] = EpisodeSource(split, k, file=(root / src).resolve())
+            elif isinstance(src, dict):
+                episodes[split][k] = EpisodeSource(
+                    split, k, seed=int(src.get("seed", 0)), count=int(src.get("count", 100))
+                )
+            else:
+                raise DataError(f"{path}: episodes[{split}][{shots}] must be a file path or {{seed, count}}")
+    return DatasetSpec(path, root, names, instances, splits, episodes)

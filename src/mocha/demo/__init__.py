@@ -1,0 +1,1 @@
+"""`mocha demo`: the whole MOCHA recipe on the embedded default world, with content-cached stages."""
