@@ -32,6 +32,7 @@ def _root() -> None:
 VERB_MODULES = [
     "mocha.bench.cli",
     "mocha.student.cli",
+    "mocha.data.world.cli",
 ]
 
 for _name in VERB_MODULES:
