@@ -73,8 +73,13 @@ def _episodes(contains: dict[int, list[str]], files: list[str], shots: int, n: i
         used: set[str] = set()
         support: dict[str, list[str]] = {}
         for iid in sorted(contains):
-            cand = [f for f in contains[iid] if f not in used]
-            pick = sorted(rng.choice(cand, size=min(shots, len(cand)), replace=False).tolist())
+            # Draw from the instance's own (primary) images first so look-alikes never starve each other.
+            own = [f for f in contains[iid] if f not in used and f.startswith(f"p{iid:04d}_")]
+            rest = [f for f in contains[iid] if f not in used and f not in own]
+            pick = rng.choice(own, size=min(shots, len(own)), replace=False).tolist()
+            if len(pick) < shots and rest:
+                pick += rng.choice(rest, size=min(shots - len(pick), len(rest)), replace=False).tolist()
+            pick = sorted(pick)
             support[str(iid)] = pick
             used.update(pick)
         eps.append({"support": support, "query": [f for f in files if f not in used]})
@@ -92,9 +97,11 @@ def _build(out: Path, cfg: WorldSize, seed: int, progress: bool) -> None:
             insts.append(render.make_instance(iid, f"{cat}-{j:02d}", c, "base", _rng(seed, 1, iid)))
     base = list(insts)
     for c, cat in enumerate(cats):
+        # Personal instances of a category share one palette, so colour alone cannot tell them apart.
+        pal = 2 * int(_rng(seed, 5, c).integers(3))
         for j in range(cfg.personal_per_cat):
             iid = len(insts)
-            insts.append(render.make_instance(iid, f"my-{cat}-{j}", c, "personal", _rng(seed, 1, iid)))
+            insts.append(render.make_instance(iid, f"my-{cat}-{j}", c, "personal", _rng(seed, 1, iid), pal))
     personal = insts[len(base):]
     total = cfg.base_train + cfg.base_val + len(personal) * cfg.images_per_personal
     bar = tqdm(total=total, desc="mochaworld", disable=not progress, unit="img")

@@ -48,13 +48,19 @@ def _pattern(kind: str, rng: np.random.Generator, s: int) -> np.ndarray:
     return np.zeros((s, s), np.float32)
 
 
-def make_instance(iid: int, name: str, coarse: int, split: str, rng: np.random.Generator) -> Instance:
-    """Fix an instance: shape parameters, a shared palette, its own pattern and a photo texture."""
+def make_instance(iid: int, name: str, coarse: int, split: str, rng: np.random.Generator,
+                  palette: int | None = None) -> Instance:
+    """Fix an instance: shape parameters, a shared palette (given, or drawn), its own pattern and a photo texture."""
     cat = shapes.CATEGORIES[coarse]
     s = CANON
     m = np.asarray(shapes.mask(cat, shapes.sample_params(cat, rng), s), np.float32) / 255
-    c1, c2 = (np.array(c, np.float32) for c in _PALETTES[int(rng.integers(len(_PALETTES)))])
-    if rng.random() < 0.5:
+    swap = rng.random() < 0.5
+    if palette is None:
+        palette = int(rng.integers(2 * len(_PALETTES)))
+    elif swap:
+        palette = palette ^ 1  # look-alikes may only swap the roles of one palette's two colours
+    c1, c2 = (np.array(c, np.float32) for c in _PALETTES[(palette // 2) % len(_PALETTES)])
+    if palette % 2:
         c1, c2 = c2, c1
     kind = PATTERNS[int(rng.integers(len(PATTERNS)))]
     pat = _pattern(kind, rng, s)[..., None]
@@ -83,7 +89,7 @@ def background(rng: np.random.Generator, size: int) -> np.ndarray:
 def view(inst: Instance, rng: np.random.Generator, side: int) -> Image.Image:
     """One random view of an instance as an RGBA image about `side` pixels wide."""
     rgba = inst.rgba.astype(np.float32)
-    gain = rng.uniform(0.75, 1.2) * rng.uniform(0.93, 1.07, size=3)  # lighting + colour jitter
+    gain = rng.uniform(0.75, 1.2) * rng.uniform(0.88, 1.12, size=3)  # lighting + colour jitter
     rgba[..., :3] = (rgba[..., :3] * gain).clip(0, 255)
     img = Image.fromarray(rgba.astype(np.uint8), "RGBA")
     s = CANON
