@@ -1,0 +1,57 @@
+"""Translator t_S: size, per-region independence, batching, standardization."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mocha.errors import ConfigError
+from mocha.student.translator import Translator
+
+
+def test_parameter_count_about_2_6m():
+    n = sum(p.numel() for p in Translator(448, 512).parameters())
+    assert 2.55e6 < n < 2.7e6, n
+
+
+def test_regions_never_mix_and_batched_equals_one_by_one():
+    torch.manual_seed(0)
+    t = Translator(448, 64).eval()
+    f = torch.randn(7, 448)
+    batched = t(f)
+    single = torch.cat([t(f[i : i + 1]) for i in range(7)])
+    assert torch.allclose(batched, single, atol=1e-5)
+    f2 = f.clone()
+    f2[3] += 5.0  # changing one region changes only its own output
+    out2 = t(f2)
+    changed = (out2 - batched).abs().sum(1) > 1e-6
+    assert changed.tolist() == [False, False, False, True, False, False, False]
+
+
+def test_matches_naive_definition():
+    torch.manual_seed(1)
+    t = Translator(56, 32, heads=14).eval()
+    with torch.no_grad():
+        t.mu.normal_()
+        t.sigma.uniform_(0.5, 2.0)
+        t.sigma[0] = 0.0  # clamped to 1e-5
+    f = torch.randn(5, 56)
+    x = (f - t.mu) / torch.clamp(t.sigma, min=1e-5)
+    # attention over a single key is the value projection followed by the output projection
+    wv = t.attn.in_proj_weight[112:]
+    bv = t.attn.in_proj_bias[112:]
+    a = (x @ wv.T + bv) @ t.attn.out_proj.weight.T + t.attn.out_proj.bias
+    x = x + t.norm1(a)
+    x = x + t.norm2(t.ffn[2](torch.relu(t.ffn[0](x))))
+    ref = x @ t.proj.weight.T
+    assert torch.allclose(t(f), ref, atol=1e-4)
+    assert t.proj.bias is None
+
+
+def test_empty_and_bad_shapes():
+    t = Translator(448, 512)
+    assert t(torch.zeros(0, 448)).shape == (0, 512)
+    with pytest.raises(ConfigError, match="448"):
+        t(torch.zeros(3, 100))
+    with pytest.raises(ConfigError, match="divisible"):
+        Translator(100, 8, heads=14)
