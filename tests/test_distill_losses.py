@@ -31,7 +31,7 @@ def naive_emb(x, y, t):
         lx = [-dist(x, i, j) / t for j in others]
         zy = sum(math.exp(v) for v in ly)
         zx = math.log(sum(math.exp(v) for v in lx))
-        total += -sum(math.exp(a) / zy * (b - zx) for a, b in zip(ly, lx))
+        total += -sum(math.exp(a) / zy * (b - zx) for a, b in zip(ly, lx, strict=True))
     return total / n
 
 

@@ -1,1 +1,7 @@
-"""mocha.distill (see docs/architecture.md)."""
+"""mocha.distill — stage 2: translator training against teacher targets (see docs/architecture.md).
+
+Public face:
+- `losses.dist_loss(pred, target)`, `losses.emb_loss(pred, target, temperature)`
+- `bundle.Bundle`, `bundle.save_bundle(...)`, `bundle.load_bundle(path)` — student + translator + PCA + config
+- `train.DistillConfig`, `train.distill(config) -> Path` — the SPEC schedule, single process or torchrun
+"""

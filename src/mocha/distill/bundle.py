@@ -1,0 +1,240 @@
+"""The checkpoint bundle: student + translator + PCA reference + config, one atomic folder.
+
+Layout (`mocha-bundle/1`):
+    bundle.json              config, translator/student architecture, PCA reference, versions, digest
+    student.safetensors      Student.save (model YAML + class names in its metadata)
+    translator.safetensors   translator weights (constructor arguments in bundle.json)
+    pca/                     copy of the PCA artifact the targets came from (optional)
+    train_state.*            optimizer/scheduler state of `latest/` bundles (only for --resume)
+No pickles: tensors are safetensors, everything else JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mocha.errors import ConfigError
+from mocha.io import atomic_dir
+from mocha.student.detector import Student
+from mocha.student.translator import Translator
+
+FORMAT = "mocha-bundle/1"
+log = logging.getLogger(__name__)
+
+
+def _attr(obj: Any, name: str) -> Any:
+    value = getattr(obj, name)
+    return value() if callable(value) else value
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded with every bundle."""
+    import ultralytics
+
+    import mocha
+
+    return {
+        "mocha": getattr(mocha, "__version__", "0"),
+        "torch": torch.__version__,
+        "ultralytics": ultralytics.__version__,
+    }
+
+
+def tensors_digest(states: list[dict[str, Tensor]], extra: Any = None) -> str:
+    """sha256 over tensor names, dtypes, shapes and bytes (in sorted order) plus canonical JSON of `extra`."""
+    h = hashlib.sha256()
+    for state in states:
+        for key in sorted(state):
+            t = state[key].detach().cpu().contiguous()
+            h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A distilled student ready to embed regions; `digest` ties galleries to the exact weights."""
+
+    student: Student
+    translator: Translator
+    pca: Any | None  # mocha.teacher.pca.PCAArtifact
+    config: dict
+    path: Path | None = None
+    pca_digest: str | None = None  # recorded digest when the PCA artifact itself was not loaded
+
+    @property
+    def digest(self) -> str:
+        """Hash of all tensors + config (+ the PCA digest)."""
+        pca_digest = str(_attr(self.pca, "digest")) if self.pca is not None else self.pca_digest
+        return tensors_digest(
+            [self.student.model.state_dict(), self.translator.state_dict()], {"config": self.config, "pca": pca_digest}
+        )[:16]
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension d_t."""
+        return int(self.translator.out_dim)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.translator.parameters()).device
+
+    def to(self, device: str | torch.device) -> Bundle:
+        self.student.to(device)
+        self.translator.to(device)
+        return self
+
+    def eval(self) -> Bundle:
+        self.student.eval()
+        self.translator.eval()
+        return self
+
+    def embed_regions(self, feats: list[Tensor], boxes: list[Tensor]) -> Tensor:
+        """(N, d_t) = translator(pool(feats, boxes)); boxes per image, xyxy letterboxed pixels."""
+        return self.translator(self.student.region_features(feats, boxes))
+
+    @torch.no_grad()
+    def detect_and_embed(
+        self, images: Tensor, conf: float = 0.1, iou: float = 0.6, max_det: int = 300
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Per image: detections (n,6) xyxy,conf,cls in letterboxed pixels and their embeddings (n, d_t)."""
+        self.eval()
+        images = images.to(self.device)
+        dets, feats = self.student.detect(images, conf=conf, iou=iou, max_det=max_det)
+        emb = self.embed_regions(feats, [d[:, :4] for d in dets])
+        return dets, list(emb.split([len(d) for d in dets]))
+
+    @torch.no_grad()
+    def embed_boxes(self, images: Tensor, boxes: list[Tensor]) -> Tensor:
+        """(N, d_t) embeddings of given boxes (ground truth / user boxes, xyxy letterboxed pixels)."""
+        if len(boxes) != images.shape[0]:
+            raise ConfigError(f"embed_boxes: {images.shape[0]} images but {len(boxes)} box lists")
+        self.eval()
+        feats, _ = self.student(images.to(self.device))
+        return self.embed_regions(feats, [b.to(self.device).float().reshape(-1, 4) for b in boxes])
+
+
+def save_bundle(
+    path: str | Path,
+    student: Student,
+    translator: Translator,
+    pca: Any | None,
+    config: dict,
+    extra_tensors: dict[str, Tensor] | None = None,
+    extra_json: dict | None = None,
+) -> Path:
+    """Write the bundle folder atomically (replacing an existing one); returns its path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if translator.in_dim != student.region_dim:
+        raise ConfigError(f"translator input {translator.in_dim} != student region dim {student.region_dim}")
+    pca_info = None
+    if pca is not None:
+        pca_dim = int(_attr(pca, "dim"))
+        if pca_dim != translator.out_dim:
+            raise ConfigError(f"PCA dim {pca_dim} != translator output dim {translator.out_dim}")
+        pca_info = {"digest": str(_attr(pca, "digest")), "dim": pca_dim, "source": config.get("pca")}
+    with atomic_dir(path) as tmp:
+        student.save(tmp / "student.safetensors")
+        tstate = {k: v.detach().cpu().contiguous() for k, v in translator.state_dict().items()}
+        save_file(tstate, str(tmp / "translator.safetensors"), metadata={"format": FORMAT})
+        if pca is not None and hasattr(pca, "save"):
+            try:
+                pca.save(tmp / "pca")
+                pca_info["file"] = "pca"
+            except Exception as exc:  # a reference is enough to embed; the copy is a convenience
+                log.warning("could not copy the PCA artifact into the bundle (%s); keeping its reference", exc)
+        if extra_tensors:
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in extra_tensors.items()},
+                str(tmp / "train_state.safetensors"),
+            )
+        if extra_json is not None:
+            (tmp / "train_state.json").write_text(json.dumps(extra_json, indent=1) + "\n")
+        meta = {
+            "format": FORMAT,
+            "config": config,
+            "translator": translator.config(),
+            "student": student.architecture(),
+            "pca": pca_info,
+            "versions": versions(),
+            "digest": Bundle(student, translator, pca, config).digest,
+        }
+        (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    return path
+
+
+def read_meta(path: str | Path) -> dict:
+    """bundle.json of a bundle folder (ConfigError when absent or not a bundle)."""
+    path = Path(path)
+    meta_path = path / "bundle.json"
+    if not meta_path.exists():
+        raise ConfigError(f"{path}: not a mocha bundle (no bundle.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{meta_path}: invalid JSON ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise ConfigError(f"{meta_path}: unknown bundle format {meta.get('format')!r} (expected {FORMAT})")
+    return meta
+
+
+def load_translator(path: Path, cfg: dict) -> Translator:
+    from safetensors.torch import load_file
+
+    translator = Translator(**cfg)
+    try:
+        state = load_file(str(path))
+        translator.load_state_dict(state)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: translator weights do not match {cfg} ({exc})") from None
+    return translator
+
+
+def load_bundle(path: str | Path, device: str | torch.device | None = None) -> Bundle:
+    """Load and validate a bundle folder. ConfigError on missing files or dimension mismatches."""
+    path = Path(path)
+    if path.is_file() and path.name == "bundle.json":
+        path = path.parent
+    meta = read_meta(path)
+    for name in ("student.safetensors", "translator.safetensors"):
+        if not (path / name).exists():
+            raise ConfigError(f"{path}: bundle is missing {name}")
+    student = Student.load(path / "student.safetensors")
+    if meta.get("student") and student.architecture()["cfg"] != meta["student"].get("cfg"):
+        raise ConfigError(f"{path}: student.safetensors architecture differs from the one recorded in bundle.json")
+    translator = load_translator(path / "translator.safetensors", meta["translator"])
+    if translator.in_dim != student.region_dim:
+        raise ConfigError(
+            f"{path}: translator expects {translator.in_dim}-d region features, the student gives {student.region_dim}"
+        )
+    pca = None
+    info = meta.get("pca")
+    if info:
+        if int(info["dim"]) != translator.out_dim:
+            raise ConfigError(f"{path}: PCA dim {info['dim']} != translator output dim {translator.out_dim}")
+        if info.get("file") and (path / info["file"]).exists():
+            from mocha.teacher.pca import PCAArtifact
+
+            pca = PCAArtifact.load(path / info["file"])
+            if int(_attr(pca, "dim")) != translator.out_dim:
+                raise ConfigError(
+                    f"{path}: PCA artifact dim {_attr(pca, 'dim')} != translator output {translator.out_dim}"
+                )
+    config = dict(meta.get("config") or {})
+    bundle = Bundle(student, translator, pca, config, path, info.get("digest") if info else None)
+    if bundle.digest != meta.get("digest"):
+        raise ConfigError(f"{path}: tensors do not match the digest recorded in bundle.json (corrupt or edited bundle)")
+    if device is not None:
+        bundle.to(device)
+    return bundle.eval()
