@@ -33,6 +33,7 @@ VERB_MODULES = [
     "mocha.bench.cli",
     "mocha.student.cli",
     "mocha.data.world.cli",
+    "mocha.distill.cli",
 ]
 
 for _name in VERB_MODULES:
