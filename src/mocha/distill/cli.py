@@ -10,10 +10,12 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("distill")
     def distill_cmd(
-        data: Path = typer.Option(..., help="dataset YAML"),
-        store: Path = typer.Option(..., help="teacher embedding store (from `mocha teacher extract`)"),
-        pca: Path = typer.Option(..., help="PCA artifact (from `mocha teacher pca`); its dim is d_t"),
-        student: Path = typer.Option(..., help="stage-1 student (.safetensors, bundle folder or ultralytics .pt)"),
+        data: Path | None = typer.Option(None, help="dataset YAML (required unless --resume)"),
+        store: Path | None = typer.Option(None, help="teacher embedding store (from `mocha teacher extract`)"),
+        pca: Path | None = typer.Option(None, help="PCA artifact (from `mocha teacher pca`); its dim is d_t"),
+        student: Path | None = typer.Option(
+            None, help="stage-1 student (.safetensors, bundle folder or ultralytics .pt)"
+        ),
         epochs: int = typer.Option(50, help="epochs (SPEC: 50, or 20 from an already-distilled student)"),
         name: str = typer.Option("distill", help="run name: <project>/<name>/"),
         project: Path = typer.Option(Path("runs/distill"), help="parent folder of runs"),

@@ -141,6 +141,11 @@ class SplitData:
     def with_regions(self) -> list[int]:
         return [i for i, n in enumerate(self.counts) if n > 0]
 
+    def subset(self, k: int) -> SplitData:
+        """The first k images (shares tensors)."""
+        ds = DetectionDataset(self.dataset.records[:k], self.dataset.imgsz)
+        return SplitData(ds, self.targets[:k], self.boxes[:k], self.images[:k])
+
     def image(self, i: int) -> Tensor:
         img = self.images[i]
         return img.float().div_(255.0) if img is not None else self.dataset[i]["image"]
@@ -725,7 +730,7 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
     cfg = resolved_config(config)
     for name in ("data", "store", "pca", "student"):
         if getattr(cfg, name) is None:
-            raise ConfigError(f"distill needs --{name}")
+            raise ConfigError(f"distill needs --{name} (or --resume of a run that recorded it)")
     if cfg.imgsz % 32:
         raise ConfigError(f"--imgsz must be a multiple of 32, got {cfg.imgsz}")
     if cfg.batch < 1 or cfg.epochs < 1:
@@ -743,13 +748,13 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
     train_records = read_split(spec, cfg.train_split)
     train_targets = load_split_targets(cfg, spec, cfg.train_split, train_records, pca)
     notes: dict[str, Any] = {"pca_digest": str(schedule_attr(pca, "digest")), "train_images": len(train_records)}
-    val_data = None
     val_records = []
     if cfg.val_split in spec.splits:
         val_records = read_split(spec, cfg.val_split)[: cfg.val_images]
     val_targets = (
         load_split_targets(cfg, spec, cfg.val_split, val_records, pca, required=False) if val_records else None
     )
+    train_data = make_split(DetectionDataset(train_records, cfg.imgsz), train_targets)
     if val_targets is not None:
         val_data = make_split(DetectionDataset(val_records, cfg.imgsz), val_targets)
         notes["val_source"] = f"{cfg.val_split}[:{len(val_records)}]"
@@ -760,9 +765,8 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
             cfg.val_split,
             k,
         )
-        val_data = make_split(DetectionDataset(train_records[:k], cfg.imgsz), train_targets[:k])
+        val_data = train_data.subset(k)
         notes["val_source"] = f"{cfg.train_split}[:{k}] ({cfg.val_split} not in the store)"
-    train_data = make_split(DetectionDataset(train_records, cfg.imgsz), train_targets)
     return train(cfg, student, train_data, val_data, pca=pca, callback=callback, notes=notes)
 
 
