@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -144,6 +145,17 @@ def test_run_folder_exists_and_resume_checks(tmp_path):
     other = Student.create("yolov8s.yaml", names=COARSE)
     with pytest.raises(ConfigError, match="architecture"):
         train(config(tmp_path, "r", epochs=2, det_every=0, resume=True), other, tr, va)
+
+
+def test_split_without_boxes_is_an_error(tmp_path):
+    from mocha.errors import ConfigError
+
+    tr, va = splits(tmp_path / "data", n_images=4)
+    empty = dataclasses.replace(tr, boxes=[b[:0] for b in tr.boxes], targets=[t[:0] for t in tr.targets])
+    with pytest.raises(ConfigError, match="has no boxes"):
+        train(config(tmp_path, "empty", epochs=1), student(), empty, va)
+    with pytest.raises(ConfigError, match="2 boxes but 0 teacher targets"):
+        make_split(tr.dataset, [t[:0] for t in tr.targets])
 
 
 def test_nonfinite_loss_stops_or_skips(tmp_path):

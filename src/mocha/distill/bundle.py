@@ -202,10 +202,12 @@ def load_translator(path: Path, cfg: dict) -> Translator:
 
 
 def load_bundle(path: str | Path, device: str | torch.device | None = None) -> Bundle:
-    """Load and validate a bundle folder. ConfigError on missing files or dimension mismatches."""
+    """Load and validate a bundle folder (or a distill run folder → its best/). ConfigError on bad input."""
     path = Path(path)
     if path.is_file() and path.name == "bundle.json":
         path = path.parent
+    if not (path / "bundle.json").exists() and (path / "best" / "bundle.json").exists():
+        path = path / "best"  # a distill run folder
     meta = read_meta(path)
     for name in ("student.safetensors", "translator.safetensors"):
         if not (path / name).exists():
