@@ -45,7 +45,7 @@ def open_store(path: str | Path) -> Any:
 def _keys(store: Any, records: list[Any]) -> list[list[str]]:
     from mocha.teacher.extract import record_keys
 
-    return [list(record_keys(rec, store)) for rec in records]
+    return [list(record_keys(rec)) for rec in records]
 
 
 def _missing(store: Any, keys: list[list[str]]) -> list[tuple[int, int]]:

@@ -431,11 +431,13 @@ class Trainer:
         detection = schedule.is_detection_epoch(epoch, cfg.det_every)
         plan = self.plans[epoch]
         feats = None
+        t_cache = time.perf_counter()
         if detection:
             self.student.train()
         else:
             feats = self._features("train", self.train_data, self.train_data.with_regions, share=True)
             self.student.eval()
+        t_cache = time.perf_counter() - t_cache
         self.translator.train()
         sums = torch.zeros(3, dtype=torch.float64)
         regions, t0 = 0, time.perf_counter()
@@ -486,6 +488,7 @@ class Trainer:
             "lr_translator": lr,
             "regions_per_s": regions / max(time.perf_counter() - t0, 1e-9),
             "seconds": time.perf_counter() - t0,
+            "feature_cache_s": t_cache,
         }
 
     @torch.no_grad()
