@@ -87,11 +87,11 @@ def test_schedule_pieces():
     n_student = sum(p.numel() for g in groups[1:] for p in g["params"])
     assert n_student == sum(p.numel() for p in s.parameters())
     # plans: a permutation of the indices per epoch, identical for any world size's global batch
-    one = epoch_plan(10, 3, 42, 4, 1, list(range(10)))
-    two = epoch_plan(10, 3, 42, 2, 2, list(range(10)))
+    one = epoch_plan(list(range(10)), 3, 42, 4, 1)
+    two = epoch_plan(list(range(10)), 3, 42, 2, 2)
     assert [sum(st, []) for st in one] == [sum(st, []) for st in two]
     assert sorted(sum(sum(one, []), [])) == list(range(10))
-    assert epoch_plan(10, 4, 42, 4, 1, list(range(10))) != one
+    assert epoch_plan(list(range(10)), 4, 42, 4, 1) != one
 
 
 def test_run_folder_and_exact_resume(tmp_path):

@@ -219,13 +219,12 @@ class Dist:
 
 
 # ----------------------------------------------------------------------------- batch plans
-def epoch_plan(n: int, epoch: int, seed: int, batch: int, world: int, indices: list[int]) -> list[list[list[int]]]:
+def epoch_plan(indices: list[int], epoch: int, seed: int, batch: int, world: int) -> list[list[list[int]]]:
     """Global batches for one epoch: a list of steps, each a list of per-rank image-index lists.
 
     The order is a seeded permutation of `indices` that depends only on (seed, epoch); a final partial
     batch is split evenly across ranks and dropped only when it cannot give every rank an image.
     """
-    del n
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = [indices[i] for i in torch.randperm(len(indices), generator=g).tolist()]
     steps = []
@@ -299,7 +298,7 @@ class Trainer:
     def _plan(self, epoch: int) -> list[list[list[int]]]:
         det = schedule.is_detection_epoch(epoch, self.cfg.det_every)
         idx = list(range(len(self.train_data.dataset))) if det else self.train_data.with_regions
-        return epoch_plan(len(idx), epoch, self.cfg.seed, self.cfg.batch, self.dist.world, idx)
+        return epoch_plan(idx, epoch, self.cfg.seed, self.cfg.batch, self.dist.world)
 
     @torch.no_grad()
     def _features(self, key: str, data: SplitData, indices: list[int], share: bool) -> list[Tensor]:
