@@ -121,6 +121,9 @@ def test_run_folder_and_exact_resume(tmp_path):
     assert a.keys() == b.keys()
     diff = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
     assert diff < 1e-6, diff
+    cfg_a = json.loads((run / "latest" / "bundle.json").read_text())["config"]
+    cfg_b = json.loads((tmp_path / "runs" / "cut" / "latest" / "bundle.json").read_text())["config"]
+    assert {k for k in cfg_a if cfg_a[k] != cfg_b[k]} == {"name"}  # resume flags stay out
     rows_b = [json.loads(x) for x in (tmp_path / "runs" / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows_b] == [1, 2, 3]
     assert rows_b[-1]["val_loss"] == pytest.approx(rows[-1]["val_loss"], rel=1e-5)

@@ -535,7 +535,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _bundle_config(self) -> dict[str, Any]:
-        return {**self.cfg.to_json(), "world_size": self.dist.world, **self.notes}
+        """Settings that determine the weights (runtime switches such as --resume stay out of the digest)."""
+        cfg = {k: v for k, v in self.cfg.to_json().items() if k not in RUNTIME_FIELDS}
+        return {**cfg, "world_size": self.dist.world, **self.notes}
 
     def optimizer_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         sd = self.optimizer.state_dict()
