@@ -1,7 +1,8 @@
 """Reading and validating one split: image files paired with YOLO label files.
 
-Every bad item raises one DataError naming the file (and line); with `skip_bad=True` each one is
-reported (logged and collected in a SkipReport) and the item is skipped instead.
+Every bad item raises one DataError naming the file (and line). With `skip_bad=True` every problem is
+reported instead — logged as one line '<file>[:<line>]: <reason>' and collected in a SkipReport — and the
+image it belongs to is skipped (an image is never kept with part of its labels dropped).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from mocha.data.schema import DatasetSpec, SplitSpec
 from mocha.errors import DataError
 
 log = logging.getLogger("mocha.data")
-EPS = 1e-6
+EPS = 1e-6  # slack for boxes touching the image border after float rounding
 
 
 @dataclass
@@ -29,12 +30,12 @@ class ImageRecord:
     boxes: np.ndarray  # (n, 4) float32
     coarse: np.ndarray  # (n,) int64
     instance: np.ndarray  # (n,) int64, -1 where the split is labelled with coarse ids
-    size: tuple[int, int] = (0, 0)  # (width, height), 0 when not read
+    size: tuple[int, int] = (0, 0)  # (width, height) as displayed; (0, 0) when not read
 
 
 @dataclass
 class SkipReport:
-    """Items skipped with `skip_bad=True`, each as '<file>[:<line>]: <reason>'."""
+    """Problems met with `skip_bad=True`, each as '<file>[:<line>]: <reason>' (also logged, one line each)."""
 
     items: list[str] = field(default_factory=list)
 
@@ -45,52 +46,105 @@ class SkipReport:
     def __len__(self) -> int:
         return len(self.items)
 
+    def __iter__(self):
+        return iter(self.items)
+
+
+class Records(list):
+    """`list[ImageRecord]` returned by read_split, carrying the SkipReport of what was skipped as `.skipped`."""
+
+    skipped: SkipReport
+
+    def __init__(self, items=(), skipped: SkipReport | None = None) -> None:
+        super().__init__(items)
+        self.skipped = skipped if skipped is not None else SkipReport()
+
+
+def _label_errors(path: Path, lines: list[str], split: SplitSpec, spec: DatasetSpec) -> list[str]:
+    """Every problem of a label file as '<file>:<line>: <reason>' (slow path, only when something is wrong)."""
+    errors = []
+    for n, line in enumerate(lines, start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f"{path}:{n}"
+        if len(parts) != 5:
+            errors.append(f"{where}: expected 5 fields 'class cx cy w h', got {len(parts)}: {line.strip()!r}")
+            continue
+        try:
+            cls_f, cx, cy, w, h = (float(v) for v in parts)
+        except ValueError:
+            errors.append(f"{where}: non-numeric field in {line.strip()!r}")
+            continue
+        if not np.isfinite([cls_f, cx, cy, w, h]).all():
+            errors.append(f"{where}: non-finite value in {line.strip()!r}")
+        elif not cls_f.is_integer() or cls_f < 0:
+            errors.append(f"{where}: class id must be a non-negative integer, got {parts[0]!r}")
+        elif w <= 0 or h <= 0:
+            errors.append(f"{where}: box has zero or negative area (w={w:g}, h={h:g})")
+        elif cx - w / 2 < -EPS or cy - h / 2 < -EPS or cx + w / 2 > 1 + EPS or cy + h / 2 > 1 + EPS:
+            errors.append(f"{where}: box {cx:g} {cy:g} {w:g} {h:g} extends outside the image [0,1]")
+        elif split.label_ids == "coarse" and int(cls_f) >= len(spec.names):
+            errors.append(f"{where}: class id {int(cls_f)} not in the dataset's names (0..{len(spec.names) - 1})")
+        elif split.label_ids == "instance" and int(cls_f) not in spec.instances:
+            errors.append(f"{where}: instance id {int(cls_f)} not in the dataset's instances")
+    return errors
+
+
+def parse_label_text(
+    path: Path, text: str, split: SplitSpec, spec: DatasetSpec
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray] | None, list[str]]:
+    """Parse a YOLO label file's text → ((boxes, coarse, instance), []) or (None, errors)."""
+    lines = text.splitlines()
+    tokens = [ln.split() for ln in lines]
+    rows = [t for t in tokens if t]
+    if not rows:
+        empty = np.zeros((0,), np.int64)
+        return (np.zeros((0, 4), np.float32), empty, empty.copy()), []
+    try:  # fast path: one vectorized conversion and check per file
+        if any(len(t) != 5 for t in rows):
+            raise ValueError
+        arr = np.asarray(rows, dtype=np.float64)
+    except ValueError:
+        return None, _label_errors(path, lines, split, spec)
+    cls, xywh = arr[:, 0], arr[:, 1:]
+    half = xywh[:, 2:] / 2
+    ok = (
+        np.isfinite(arr).all(1)
+        & (cls >= 0)
+        & (cls == np.floor(cls))
+        & (xywh[:, 2:] > 0).all(1)
+        & (xywh[:, :2] - half >= -EPS).all(1)
+        & (xywh[:, :2] + half <= 1 + EPS).all(1)
+    )
+    ids = cls.astype(np.int64) if ok.all() else None
+    if ids is not None:
+        known = ids < len(spec.names) if split.label_ids == "coarse" else np.isin(ids, list(spec.instances))
+        if not known.all():
+            ids = None
+    if ids is None:
+        return None, _label_errors(path, lines, split, spec)
+    boxes = xywh.astype(np.float32)
+    if split.label_ids == "instance":
+        coarse = np.fromiter((spec.instances[int(i)].coarse for i in ids), np.int64, len(ids))
+        return (boxes, coarse, ids), []
+    return (boxes, ids, np.full(len(ids), -1, dtype=np.int64)), []
+
 
 def parse_label_file(path: Path, split: SplitSpec, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parse and validate a YOLO label file → (boxes, coarse, instance); DataError '<file>:<line>: ...'."""
+    """Parse and validate one YOLO label file → (boxes, coarse, instance); DataError '<file>:<line>: ...'."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: unreadable label file ({exc})") from None
-    rows: list[list[float]] = []
-    ids: list[int] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        if len(parts) != 5:
-            raise DataError(f"{path}:{n}: expected 5 fields 'class cx cy w h', got {len(parts)}: {line.strip()!r}")
-        try:
-            cls_f = float(parts[0])
-            vals = [float(v) for v in parts[1:]]
-        except ValueError:
-            raise DataError(f"{path}:{n}: non-numeric field in {line.strip()!r}") from None
-        if not cls_f.is_integer() or cls_f < 0:
-            raise DataError(f"{path}:{n}: class id must be a non-negative integer, got {parts[0]!r}")
-        if not all(np.isfinite(vals)):
-            raise DataError(f"{path}:{n}: non-finite box value in {line.strip()!r}")
-        cx, cy, w, h = vals
-        if w <= 0 or h <= 0:
-            raise DataError(f"{path}:{n}: box has zero or negative area (w={w}, h={h})")
-        if cx - w / 2 < -EPS or cy - h / 2 < -EPS or cx + w / 2 > 1 + EPS or cy + h / 2 > 1 + EPS:
-            raise DataError(f"{path}:{n}: box {cx} {cy} {w} {h} extends outside the image [0,1]")
-        cid = int(cls_f)
-        if split.label_ids == "coarse" and cid >= len(spec.names):
-            raise DataError(f"{path}:{n}: class id {cid} not in the dataset's names (0..{len(spec.names) - 1})")
-        if split.label_ids == "instance" and cid not in spec.instances:
-            raise DataError(f"{path}:{n}: instance id {cid} not in the dataset's instances")
-        rows.append(vals)
-        ids.append(cid)
-    boxes = np.asarray(rows, dtype=np.float32).reshape(-1, 4)
-    id_arr = np.asarray(ids, dtype=np.int64)
-    if split.label_ids == "instance":
-        coarse = np.asarray([spec.instances[i].coarse for i in ids], dtype=np.int64)
-        return boxes, coarse, id_arr
-    return boxes, id_arr, np.full(len(ids), -1, dtype=np.int64)
+    parsed, errors = parse_label_text(path, text, split, spec)
+    if parsed is None:
+        raise DataError(errors[0])
+    return parsed
 
 
-def _image_files(split: SplitSpec) -> list[tuple[Path, Path, Path]]:
-    """(image, its label file, images folder) for every image of the split, sorted."""
+def list_split_files(split: SplitSpec) -> list[tuple[Path, Path]]:
+    """(image, its label file) for every image of the split, sorted by image path."""
     out = []
     for images, labels in split.folders():
         if not images.is_dir():
@@ -98,9 +152,9 @@ def _image_files(split: SplitSpec) -> list[tuple[Path, Path, Path]]:
         files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if split.files is not None:
             wanted = set(split.files)
-            files = [p for p in files if p.name in wanted or str(p.relative_to(images)) in wanted]
-        out.extend((p, (labels / p.relative_to(images)).with_suffix(".txt"), images) for p in files)
-    return out
+            files = [p for p in files if p.name in wanted or p.relative_to(images).as_posix() in wanted]
+        out.extend((p, (labels / p.relative_to(images)).with_suffix(".txt")) for p in files)
+    return sorted(out)
 
 
 def _orphan_labels(split: SplitSpec, image_labels: set[Path]) -> list[Path]:
@@ -118,31 +172,53 @@ def read_split(
     split: str,
     skip_bad: bool = False,
     report: SkipReport | None = None,
-    verify_images: bool = True,
-) -> list[ImageRecord]:
-    """All images of a split with validated labels, sorted by path. See module docstring for errors."""
+    verify_images: bool = False,
+) -> Records:
+    """All images of a split with validated labels, sorted by image path (a `Records` list, `.skipped` set).
+
+    Each image is checked cheaply (header, PIL verify, JPEG end marker); `verify_images=True` decodes every
+    pixel too. An existing empty label file means "no objects"; a missing one is an error. See the module
+    docstring for `skip_bad`; `report` (optional) receives the skipped items as well.
+    """
     sp = spec.split(split)
     report = report if report is not None else SkipReport()
-    files = _image_files(sp)
-    records: list[ImageRecord] = []
-    for img, label, _ in files:
-        try:
-            if not label.exists():
-                raise DataError(f"{img}: image has no label file (expected {label})")
-            boxes, coarse, inst = parse_label_file(label, sp, spec)
-            size = image_size(img) if verify_images else (0, 0)
-        except DataError as exc:
-            if not skip_bad:
-                raise
-            report.add(str(exc))
-            continue
-        records.append(ImageRecord(img, label, boxes, coarse, inst, size))
-    for lab in _orphan_labels(sp, {label for _, label, _ in files}):
-        msg = f"{lab}: label file has no image in {sp.images}"
+
+    def bad(message: str) -> None:
         if not skip_bad:
-            raise DataError(msg)
-        report.add(msg)
+            raise DataError(message)
+        report.add(message)
+
+    files = list_split_files(sp)
+    seen: dict[Path, Path] = {}
+    records = Records(skipped=report)
+    for img, label in files:
+        if label in seen:  # a.jpg and a.png would share a.txt
+            bad(f"{img}: shares its label file {label.name} with {seen[label].name}")
+            continue
+        seen[label] = img
+        try:
+            text = label.read_text()
+        except FileNotFoundError:
+            bad(f"{img}: image has no label file (expected {label}; an empty file means no objects)")
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            bad(f"{label}: unreadable label file ({exc})")
+            continue
+        parsed, errors = parse_label_text(label, text, sp, spec)
+        if parsed is None:
+            for message in errors[: 1 if not skip_bad else None]:
+                bad(message)
+            continue
+        try:
+            size = image_size(img, full=verify_images)
+        except DataError as exc:
+            bad(str(exc))
+            continue
+        records.append(ImageRecord(img, label, *parsed, size=size))
+    for lab in _orphan_labels(sp, set(seen)):
+        bad(f"{lab}: label file has no image in {sp.images}")
     if not records:
+        folders = ", ".join(str(i) for i, _ in sp.folders())
         extra = f" ({len(report)} skipped)" if len(report) else ""
-        raise DataError(f"{sp.images}: split {split!r} has no usable images{extra}")
+        raise DataError(f"{folders}: split {split!r} has no usable images{extra}")
     return records

@@ -98,6 +98,41 @@ def _names(raw: Any, path: Path, key: str) -> list[str]:
     raise DataError(f"{path}: `{key}` must be a non-empty list or id→name mapping")
 
 
+def _int(value: Any, message: str) -> int:
+    try:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise DataError(message) from None
+
+
+def _instances(raw: Any, names: list[str], path: Path) -> dict[int, InstanceInfo]:
+    """`instances:` as {id: {name, coarse}} (or a list, index = id); coarse may be an id or a coarse name."""
+    if raw is None:
+        return {}
+    if isinstance(raw, list):
+        raw = dict(enumerate(raw))
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: `instances` must map instance id → {{name, coarse}}")
+    out: dict[int, InstanceInfo] = {}
+    for k, v in raw.items():
+        iid = _int(k, f"{path}: instance key {k!r} must be an integer id")
+        if iid < 0:
+            raise DataError(f"{path}: instance id {iid} must be non-negative")
+        if not isinstance(v, dict) or "coarse" not in v:
+            raise DataError(f"{path}: instance {k} needs `coarse` (a coarse id or name)")
+        c = v["coarse"]
+        if isinstance(c, str) and c in names:
+            coarse = names.index(c)
+        else:
+            coarse = _int(c, f"{path}: instance {k}: coarse {c!r} is neither a coarse id nor a name in `names`")
+        if not 0 <= coarse < len(names):
+            raise DataError(f"{path}: instance {k} has coarse id {coarse} outside names (0..{len(names) - 1})")
+        out[iid] = InstanceInfo(str(v.get("name", f"instance-{iid}")), coarse, str(v.get("split", "")))
+    return out
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
@@ -123,15 +158,7 @@ def load_dataset(path: str | Path) -> DatasetSpec:
         raise DataError(f"{path}: unsupported format {data.get('format')!r} (expected {FORMAT})")
     root = (path.parent / str(data.get("root", "."))).resolve()
     names = _names(data.get("names"), path, "names")
-    instances: dict[int, InstanceInfo] = {}
-    for k, v in (data.get("instances") or {}).items():
-        try:
-            iid, coarse = int(k), int(v["coarse"])
-        except (TypeError, ValueError, KeyError):
-            raise DataError(f"{path}: instance {k!r} needs an integer id and `coarse` id") from None
-        if not 0 <= coarse < len(names):
-            raise DataError(f"{path}: instance {k} has coarse id {coarse} outside names (0..{len(names) - 1})")
-        instances[iid] = InstanceInfo(str(v.get("name", f"instance-{iid}")), coarse, str(v.get("split", "")))
+    instances = _instances(data.get("instances"), names, path)
     splits: dict[str, SplitSpec] = {}
     for name, s in (data.get("splits") or {}).items():
         if isinstance(s, str):
@@ -149,18 +176,28 @@ def load_dataset(path: str | Path) -> DatasetSpec:
     if not splits:
         raise DataError(f"{path}: no `splits` defined")
     episodes: dict[str, dict[int, EpisodeSource]] = {}
-    for split, per_shot in (data.get("episodes") or {}).items():
+    raw_eps = data.get("episodes") or {}
+    if not isinstance(raw_eps, dict):
+        raise DataError(f"{path}: `episodes` must map split → {{shots: source}}")
+    for split, per_shot in raw_eps.items():
         if split not in splits:
             raise DataError(f"{path}: episodes given for unknown split {split!r}")
+        if splits[split].label_ids != "instance":
+            raise DataError(f"{path}: episodes given for split {split!r}, which is not labelled with instance ids")
         episodes[split] = {}
         for shots, src in (per_shot or {}).items():
-            k = int(shots)
+            k = _int(shots, f"{path}: episodes[{split}]: shot count {shots!r} must be a positive integer")
+            where = f"{path}: episodes[{split}][{shots}]"
+            if k < 1:
+                raise DataError(f"{where}: shot count must be a positive integer")
             if isinstance(src, str):
                 episodes[split][k] = EpisodeSource(split, k, file=(root / src).resolve())
-            elif isinstance(src, dict):
-                episodes[split][k] = EpisodeSource(
-                    split, k, seed=int(src.get("seed", 0)), count=int(src.get("count", 100))
-                )
+            elif isinstance(src, dict) and set(src) <= {"seed", "count"}:
+                seed = _int(src.get("seed", 0), f"{where}: seed must be an integer")
+                count = _int(src.get("count", 100), f"{where}: count must be an integer")
+                if count < 1:
+                    raise DataError(f"{where}: count must be at least 1")
+                episodes[split][k] = EpisodeSource(split, k, seed=seed, count=count)
             else:
-                raise DataError(f"{path}: episodes[{split}][{shots}] must be a file path or {{seed, count}}")
+                raise DataError(f"{where}: must be an episode file path or {{seed: int, count: int}}")
     return DatasetSpec(path, root, names, instances, splits, episodes)
