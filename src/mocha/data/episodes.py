@@ -1,6 +1,12 @@
-"""Few-shot episodes: K support images per instance; query = the split's other images.
+"""Few-shot episodes: K support images per instance; the query set is the split's other images.
 
-Sources: our episode JSON, a seeded draw, or the paper datasets' episode files (see mocha.data.paper).
+An Episode refers to images by their index in `read_split(spec, split)` (sorted by path). Sources, per
+split and shot count (docs/formats.md): our episode JSON, a seeded draw, or a paper layout's episode /
+class→images file (mocha.data.paper).
+
+Seeded draw, episode e: `rng = np.random.default_rng(seed + e)`; for each instance in increasing id order,
+`rng.choice(images containing it, size=shots, replace=False)` (sorted); query = every image of the split
+not used as support by any instance.
 """
 
 from __future__ import annotations
@@ -9,12 +15,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mocha.data.records import ImageRecord
 from mocha.data.schema import DatasetSpec, EpisodeSource
 from mocha.errors import DataError
+
+EPISODE_FORMAT_KEYS = ("split", "shots", "episodes")
 
 
 @dataclass
@@ -27,102 +36,205 @@ class Episode:
 
 
 def images_by_instance(records: Sequence[ImageRecord]) -> dict[int, list[int]]:
-    """Instance id → indices of the records whose labels contain it (sorted)."""
+    """Instance id → indices of the records whose labels contain it (increasing)."""
     out: dict[int, list[int]] = {}
     for i, r in enumerate(records):
-        for inst in sorted(set(int(v) for v in r.instance if v >= 0)):
-            out.setdefault(inst, []).append(i)
-    return out
+        for inst in np.unique(r.instance[r.instance >= 0]).tolist():
+            out.setdefault(int(inst), []).append(i)
+    return dict(sorted(out.items()))
 
 
 def draw_episodes(records: Sequence[ImageRecord], shots: int, count: int = 100, seed: int = 0) -> list[Episode]:
-    """Seeded draw: per episode and instance, `shots` images containing it; query = all images not drawn."""
+    """Seeded draw of `count` episodes (see the module docstring for the exact procedure)."""
+    if shots < 1 or count < 1:
+        raise DataError(f"episodes need shots >= 1 and count >= 1 (got shots={shots}, count={count})")
     by_inst = images_by_instance(records)
     if not by_inst:
         raise DataError("cannot draw episodes: the split has no instance labels")
     for inst, imgs in by_inst.items():
-        if len(imgs) < shots + 1:
+        if len(imgs) < shots:
             raise DataError(
-                f"instance {inst}: {shots}-shot episodes need at least {shots + 1} images, it has {len(imgs)}"
+                f"instance {inst}: {shots}-shot episodes need at least {shots} images containing it, "
+                f"the split has {len(imgs)}"
             )
     episodes = []
     for e in range(count):
         rng = np.random.default_rng(seed + e)
-        support = {
-            inst: sorted(int(v) for v in rng.choice(imgs, size=shots, replace=False))
-            for inst, imgs in sorted(by_inst.items())
-        }
+        support = {inst: sorted(rng.choice(imgs, size=shots, replace=False).tolist()) for inst, imgs in by_inst.items()}
         used = {i for v in support.values() for i in v}
         episodes.append(Episode(e, support, [i for i in range(len(records)) if i not in used]))
     return episodes
 
 
-def episodes_from_json(path: Path, records: Sequence[ImageRecord], images_root: Path) -> list[Episode]:
-    """Read our episode JSON (support per instance id, query list; paths relative to the split images dir)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable episode file ({exc})") from None
-    index = _name_index(records, images_root)
+class ImageIndex:
+    """Find a split's record by a path relative to its images folder, or by a file name when unambiguous."""
+
+    def __init__(self, records: Sequence[ImageRecord], roots: Sequence[Path]) -> None:
+        self.exact: dict[str, int] = {}
+        self.by_name: dict[str, int] = {}
+        for i, r in enumerate(records):
+            for root in roots:
+                if Path(r.image).is_relative_to(root):
+                    self.exact.setdefault(Path(r.image).relative_to(root).as_posix(), i)
+            name = Path(r.image).name
+            self.by_name[name] = -1 if name in self.by_name else i  # -1: two images share the name
+
+    def find(self, name: str) -> int | None:
+        """Record index for `name`; None when absent; DataError when only an ambiguous file name matches."""
+        key = Path(str(name)).as_posix()
+        if key in self.exact:
+            return self.exact[key]
+        i = self.by_name.get(Path(key).name)
+        if i == -1:
+            raise DataError(f"image name {name!r} is ambiguous (several images of the split have it)")
+        return i
+
+
+def read_episode_file(
+    path: Path, records: Sequence[ImageRecord], images_root: Path, shots: int | None = None, split: str | None = None
+) -> list[Episode]:
+    """Our episode JSON → Episodes; every problem is a DataError naming the file and episode."""
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("episodes"), list):
+        raise DataError(f"{path}: expected {{'split': ..., 'shots': ..., 'episodes': [...]}}")
+    if split is not None and data.get("split", split) != split:
+        raise DataError(f"{path}: episodes are for split {data['split']!r}, not {split!r}")
+    if shots is not None and int(data.get("shots", shots)) != shots:
+        raise DataError(f"{path}: episodes are {data['shots']}-shot, not {shots}-shot")
+    index = ImageIndex(records, [images_root])
     episodes = []
-    for e, ep in enumerate(data.get("episodes", [])):
-        support = {}
+    for e, ep in enumerate(data["episodes"]):
+        where = f"{path}: episode {e}"
+        if not isinstance(ep, dict) or not isinstance(ep.get("support"), dict) or not isinstance(ep.get("query"), list):
+            raise DataError(f"{where}: needs 'support' {{instance id: [images]}} and 'query' [images]")
+        support: dict[int, list[int]] = {}
         for inst, files in ep["support"].items():
-            support[int(inst)] = [_lookup(index, f, path, e) for f in files]
-        query = [_lookup(index, f, path, e) for f in ep["query"]]
+            try:
+                iid = int(inst)
+            except ValueError:
+                raise DataError(f"{where}: support key {inst!r} is not an instance id") from None
+            support[iid] = sorted(_find(index, f, where) for f in files)
+        query = [_find(index, f, where) for f in ep["query"]]
+        clash = sorted({i for v in support.values() for i in v} & set(query))
+        if clash:
+            raise DataError(f"{where}: image {records[clash[0]].image.name} is both a support and a query image")
         episodes.append(Episode(e, support, query))
     if not episodes:
         raise DataError(f"{path}: episode file lists no episodes")
     return episodes
 
 
-def _name_index(records: Sequence[ImageRecord], images_root: Path) -> dict[str, int]:
-    index: dict[str, int] = {}
-    for i, r in enumerate(records):
-        if Path(r.image).is_relative_to(images_root):
-            index[str(Path(r.image).relative_to(images_root))] = i
-        index.setdefault(Path(r.image).name, i)
-    return index
+def write_episode_file(
+    path: Path, split: str, shots: int, episodes: Sequence[Episode], records: Sequence[ImageRecord], images_root: Path
+) -> Path:
+    """Freeze episodes into our JSON format (paths relative to the split's images folder), atomically."""
+    from mocha.io import write_json
+
+    def rel(i: int) -> str:
+        return Path(records[i].image).relative_to(images_root).as_posix()
+
+    doc: dict[str, Any] = {
+        "split": split,
+        "shots": shots,
+        "episodes": [
+            {
+                "support": {str(k): [rel(i) for i in v] for k, v in ep.support.items()},
+                "query": [rel(i) for i in ep.query],
+            }
+            for ep in episodes
+        ],
+    }
+    write_json(path, doc)
+    return Path(path)
 
 
-def _lookup(index: dict[str, int], name: str, path: Path, episode: int) -> int:
-    if name not in index:
-        raise DataError(f"{path}: episode {episode} names image {name!r} which is not in the split")
-    return index[name]
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: episode file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable episode file ({exc})") from None
 
 
-def validate_episodes(episodes: Sequence[Episode], records: Sequence[ImageRecord], shots: int) -> None:
-    """Each support image must contain its instance; each instance needs its shots."""
+def _find(index: ImageIndex, name: str, where: str, kind: str = "") -> int:
+    try:
+        i = index.find(name)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from None
+    if i is None:
+        raise DataError(f"{where} names {kind}image {name!r}, which is not in the split")
+    return i
+
+
+def validate_episodes(
+    episodes: Sequence[Episode], records: Sequence[ImageRecord], spec: DatasetSpec, shots: int | None, source: str
+) -> None:
+    """Every support image holds a box of its instance; known instances; `shots` images each (when given)."""
     for ep in episodes:
+        where = f"{source}: episode {ep.index}"
+        if not ep.support:
+            raise DataError(f"{where}: no support images")
         for inst, idx in ep.support.items():
-            if len(idx) < shots:
-                raise DataError(f"episode {ep.index}: instance {inst} has {len(idx)} support images, {shots} needed")
+            if inst not in spec.instances:
+                raise DataError(f"{where}: unknown instance {inst}")
+            if shots is not None and len(idx) != shots:
+                raise DataError(f"{where}: instance {inst} has {len(idx)} support images, {shots}-shot needs {shots}")
             for i in idx:
-                if inst not in set(int(v) for v in records[i].instance):
-                    raise DataError(f"episode {ep.index}: instance {inst} has no support box in {records[i].image}")
+                if not (records[i].instance == inst).any():
+                    raise DataError(f"{where}: instance {inst} has no support box in {records[i].image}")
+
+
+def episode_split(spec: DatasetSpec, split: str | None = None) -> str:
+    """The split episodes come from: `split`, else the first with episode sources, else the first instance split."""
+    if split is not None:
+        spec.split(split)
+        return split
+    if spec.episodes:
+        return next(iter(spec.episodes))
+    found = next((s for s, sp in spec.splits.items() if sp.label_ids == "instance"), None)
+    if found is None:
+        raise DataError(f"{spec.path}: no split with instance labels to draw episodes from")
+    return found
 
 
 def load_episodes(
-    spec: DatasetSpec, shots: int, n: int = 100, seed: int = 0, split: str | None = None
-) -> tuple[str, list[ImageRecord], list[Episode]]:
-    """Episodes for `shots` on the dataset's episode split: (split name, its records, episodes[:n])."""
-    from mocha.data.records import read_split
+    spec: DatasetSpec,
+    shots: int,
+    n: int = 100,
+    seed: int = 0,
+    split: str | None = None,
+    records: Sequence[ImageRecord] | None = None,
+) -> tuple[str, list[Episode]]:
+    """(split name, its first `n` episodes for `shots`). Episode indices refer to `read_split(spec, split)`.
 
-    split = split or (next(iter(spec.episodes)) if spec.episodes else None)
-    if split is None:
-        split = next((s for s, sp in spec.splits.items() if sp.label_ids == "instance"), None)
-    if split is None:
-        raise DataError(f"{spec.path}: no split with instance labels to draw episodes from")
-    records = read_split(spec, split)
+    The YAML's source for (split, shots) is used when there is one: a file (its first n episodes) or a draw
+    (at most its `count`, seed = its seed + `seed`); otherwise n episodes are drawn with `seed`. Pass the
+    split's `records` when already read (they must come from `read_split(spec, split)`).
+    """
+    split = episode_split(spec, split)
+    if spec.split(split).label_ids != "instance":
+        raise DataError(f"{spec.path}: split {split!r} has coarse labels; episodes need instance labels")
+    if records is None:
+        from mocha.data.records import read_split
+
+        records = read_split(spec, split)
     src: EpisodeSource | None = spec.episodes.get(split, {}).get(shots)
     if src is not None and src.dialect != "mocha":
         from mocha.data.paper import paper_episodes
 
-        episodes = paper_episodes(spec, src, records, n)
-    elif src is not None and src.file is not None:
-        episodes = episodes_from_json(src.file, records, spec.split(split).images)
+        episodes = paper_episodes(spec, src, records, n, seed)
+        validate_episodes(episodes, records, spec, None, str(src.file))
+        return split, episodes
+    if src is not None and src.file is not None:
+        episodes = read_episode_file(src.file, records, spec.split(split).images, shots, split)[:n]
+        source = str(src.file)
     else:
-        episodes = draw_episodes(records, shots, n, seed if src is None else src.seed)
-    episodes = episodes[:n]
-    validate_episodes(episodes, records, shots)
-    return split, records, episodes
+        count, base = (n, 0) if src is None else (min(n, src.count), src.seed)
+        try:
+            episodes = draw_episodes(records, shots, count, base + seed)
+        except DataError as exc:
+            raise DataError(f"{spec.path}: split {split!r}: {exc}") from None
+        source = f"{spec.path} ({split}, {shots}-shot draw)"
+    validate_episodes(episodes, records, spec, shots, source)
+    return split, episodes
