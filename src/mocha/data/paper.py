@@ -1,91 +1,114 @@
-"""Readers for the processed paper benchmarks: PerSeg, CORe50, iCubWorld, POD.
+"""Readers for the processed paper benchmarks: PerSeg, CORe50, iCubWorld, POD (docs/formats.md).
 
 Their YAML holds `coarse_names`, `fine_names` and an instance→coarse map `idmap` (keys and values may be
-ids or names, as strings or ints); YOLO label lines carry instance ("fine") ids. Layouts:
+ids or names, as strings or ints; name lists may be lists or {id: name} dicts); YOLO label lines carry
+instance ("fine") ids. A folder holds images and labels either as `images/` + `labels/` or side by side.
 
-- perseg:   one folder (`images/`, `labels/`); episode JSON files name support ('train') and query ('val')
-            images of that same folder.
-- core50, icubworld: a `train/` folder holds both support and query images named by the episode files.
-- pod:      `train/` plus several `val*/` folders; a class→images JSON lists each instance's train images,
-            from which K support images per instance are drawn with `random.seed(episode)`; query = val*.
+- perseg:           one folder (the YAML's) holds support and query images; episode JSON files name them.
+- core50/icubworld: `train/` holds support and query images; episode JSON files name them.
+- pod:              `train/` (support) plus `val*/` folders (query); a class→images JSON lists each instance's
+                    train images, from which `shots` per instance are drawn: episode e calls
+                    `random.seed(seed + e)` then `random.sample(files, shots)` per instance in increasing id.
 
-The layout comes from a `layout:` key, else from the folder structure. Episode files come from an
-`episodes:` key ({shots: file}) or are found as `*episode*.json` beside the YAML.
+The layout is the `layout:` key when given, else detected: `train/` with `val*/` siblings → pod, `train/`
+alone → core50 (iCubWorld reads identically), otherwise perseg. Folder keys `train:` / `val:` override the
+defaults. All become one DatasetSpec: split `personal` (the episode images; for POD train + val folders)
+plus, for POD, `train` and `val`.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mocha.data.episodes import Episode
+from mocha.data.episodes import Episode, ImageIndex, _find, _read_json
 from mocha.data.records import ImageRecord
 from mocha.data.schema import DatasetSpec, EpisodeSource, InstanceInfo, SplitSpec, _names, labels_dir_for
 from mocha.errors import DataError
 
 LAYOUTS = ("perseg", "core50", "icubworld", "pod")
+PAPER_KEYS = ("coarse_names", "fine_names", "idmap")
+SPLIT = "personal"
+
+
+def is_paper_yaml(data: dict[str, Any]) -> bool:
+    return any(k in data for k in PAPER_KEYS)
 
 
 def _resolve(value: Any, names: list[str], what: str, path: Path) -> int:
     s = str(value).strip()
-    if re.fullmatch(r"-?\d+", s):
-        i = int(s)
-        if 0 <= i < len(names):
-            return i
-    elif s in names:
+    if re.fullmatch(r"\d+", s) and int(s) < len(names):
+        return int(s)
+    if s in names:
         return names.index(s)
-    raise DataError(f"{path}: idmap {what} {value!r} is neither an id nor a name in {what}_names")
+    raise DataError(f"{path}: idmap {what} {value!r} is neither an id nor a name in `{what}_names`")
 
 
-def _detect_layout(root: Path, data: dict[str, Any]) -> str:
+def detect_layout(root: Path, data: dict[str, Any], path: Path) -> str:
+    """The `layout:` hint, else the folder structure (see the module docstring)."""
     if "layout" in data:
         layout = str(data["layout"]).lower()
         if layout not in LAYOUTS:
-            raise DataError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+            raise DataError(f"{path}: unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
         return layout
-    if (root / "train").is_dir() and any(p.is_dir() and p.name.startswith("val") for p in root.iterdir()):
+    if not root.is_dir():
+        raise DataError(f"{path}: dataset folder {root} does not exist")
+    has_train = (root / "train").is_dir()
+    if has_train and any(p.is_dir() and p.name.startswith("val") for p in root.iterdir()):
         return "pod"
-    if (root / "train").is_dir():
-        return "core50"
-    return "perseg"
+    return "core50" if has_train else "perseg"
 
 
-def _folder(root: Path, name: str) -> tuple[Path, Path]:
-    d = root / name
-    images = d / "images" if (d / "images").is_dir() else d
-    labels = labels_dir_for(images) if images != d else d
-    return images, labels
+def _folder(root: Path, name: str, path: Path) -> tuple[Path, Path]:
+    """(images, labels) of a folder: `images/` + `labels/` inside it, or both side by side."""
+    d = (root / name).resolve()
+    if not d.is_dir():
+        raise DataError(f"{path}: folder {d} does not exist")
+    if (d / "images").is_dir():
+        return d / "images", labels_dir_for(d / "images")
+    return d, d
+
+
+def _folder_names(value: Any, default: list[str], key: str, path: Path) -> list[str]:
+    if value is None:
+        return default
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return value
+    raise DataError(f"{path}: `{key}` must be a folder or a list of folders")
 
 
 def _episode_files(root: Path, data: dict[str, Any], path: Path) -> dict[int, Path]:
     given = data.get("episodes")
     if isinstance(given, dict):
         return {int(k): (root / str(v)).resolve() for k, v in given.items()}
-    if isinstance(given, str):
-        files = [(root / given).resolve()]
-    else:
-        files = sorted(p for p in root.glob("*.json") if "episode" in p.name.lower())
+    if given is not None and not isinstance(given, str):
+        raise DataError(f"{path}: `episodes` must be a file or {{shots: file}}")
+    files = [(root / given).resolve()] if isinstance(given, str) else sorted(root.glob("*episode*.json"))
     out: dict[int, Path] = {}
     for f in files:
-        m = re.search(r"(\d+)[-_ ]?shot", f.name)
-        out[int(m.group(1)) if m else 1] = f
+        m = re.search(r"(\d+)[-_ ]?shots?", f.name, re.I)
+        k = int(m.group(1)) if m else 1
+        if k in out:
+            raise DataError(f"{path}: two {k}-shot episode files ({out[k].name}, {f.name}); list them in `episodes:`")
+        out[k] = f
     return out
 
 
 def load_paper_dataset(path: Path, data: dict[str, Any]) -> DatasetSpec:
-    """DatasetSpec for a paper layout; the episode split is called `episodes` (support + query images)."""
-    root = (path.parent / str(data.get("path", data.get("root", ".")))).resolve()
-    for key in ("coarse_names", "fine_names", "idmap"):
+    """DatasetSpec for a paper layout (episode images in split `personal`)."""
+    root = (path.parent / str(data.get("root", data.get("path", ".")))).resolve()
+    for key in PAPER_KEYS:
         if key not in data:
             raise DataError(f"{path}: paper-dataset YAML needs `{key}`")
     coarse_names = _names(data["coarse_names"], path, "coarse_names")
     fine_names = _names(data["fine_names"], path, "fine_names")
     if not isinstance(data["idmap"], dict):
-        raise DataError(f"{path}: `idmap` must map instance → coarse")
+        raise DataError(f"{path}: `idmap` must map instance → coarse class")
     instances: dict[int, InstanceInfo] = {}
     for k, v in data["idmap"].items():
         fid = _resolve(k, fine_names, "fine", path)
@@ -93,91 +116,107 @@ def load_paper_dataset(path: Path, data: dict[str, Any]) -> DatasetSpec:
     missing = [n for i, n in enumerate(fine_names) if i not in instances]
     if missing:
         raise DataError(f"{path}: idmap has no coarse class for instance(s) {', '.join(missing[:5])}")
-    layout = _detect_layout(root, data)
-    episodes: dict[str, dict[int, EpisodeSource]] = {"episodes": {}}
+    layout = detect_layout(root, data, path)
+    episodes: dict[int, EpisodeSource] = {}
     if layout == "pod":
-        train = _folder(root, "train")
-        vals = [_folder(root, p.name) for p in sorted(root.iterdir()) if p.is_dir() and p.name.startswith("val")]
+        train = _folder(root, _folder_names(data.get("train"), ["train"], "train", path)[0], path)
+        val_default = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("val"))
+        vals = [_folder(root, v, path) for v in _folder_names(data.get("val"), val_default, "val", path)]
+        if not vals:
+            raise DataError(f"{path}: POD layout needs query folders (val*/ beside train/, or `val:`)")
         splits = {
+            SPLIT: SplitSpec(SPLIT, *train, "instance", more=tuple(vals)),
             "train": SplitSpec("train", *train, "instance"),
-            "episodes": SplitSpec("episodes", train[0], train[1], "instance", more=tuple(vals)),
+            "val": SplitSpec("val", *vals[0], "instance", more=tuple(vals[1:])),
         }
-        class_json = root / str(data.get("class_images", "train_classes.json"))
-        if not class_json.exists():
-            found = sorted(p for p in root.glob("*.json") if "class" in p.name.lower())
-            if not found:
-                raise DataError(f"{root}: POD layout needs a class→images JSON (`class_images:` in {path.name})")
-            class_json = found[0]
-        for k in sorted({int(s) for s in data.get("shots", [1, 5])}):
-            episodes["episodes"][k] = EpisodeSource("episodes", k, file=class_json, dialect="pod", count=100)
+        class_json = _class_json(root, data, path)
+        shots = data.get("shots", [1, 5])
+        for k in sorted({int(s) for s in (shots if isinstance(shots, list) else [shots])}):
+            episodes[k] = EpisodeSource(SPLIT, k, file=class_json, dialect="pod")
     else:
-        folder = _folder(root, "train") if layout != "perseg" else _folder(root, ".")
-        splits = {"episodes": SplitSpec("episodes", *folder, "instance")}
-        for shots, f in _episode_files(root, data, path).items():
-            episodes["episodes"][shots] = EpisodeSource("episodes", shots, file=f, dialect="paper")
-    return DatasetSpec(path, root, coarse_names, instances, splits, episodes, layout=layout)
+        default = "train" if layout in ("core50", "icubworld") else "."
+        folder = _folder(root, _folder_names(data.get("train"), [default], "train", path)[0], path)
+        splits = {SPLIT: SplitSpec(SPLIT, *folder, "instance")}
+        for k, f in _episode_files(root, data, path).items():
+            episodes[k] = EpisodeSource(SPLIT, k, file=f, dialect="paper")
+    return DatasetSpec(path, root, coarse_names, instances, splits, {SPLIT: episodes}, layout=layout)
 
 
-def _by_name(records: Sequence[ImageRecord]) -> dict[str, int]:
-    index: dict[str, int] = {}
-    for i, r in enumerate(records):
-        index.setdefault(Path(r.image).name, i)
-        index.setdefault(Path(r.image).stem, i)
-    return index
+def _class_json(root: Path, data: dict[str, Any], path: Path) -> Path:
+    if "class_images" in data:
+        return (root / str(data["class_images"])).resolve()
+    found = sorted(p for p in root.glob("*.json") if "class" in p.name.lower())
+    if not found:
+        raise DataError(f"{root}: POD layout needs a class→images JSON (name it with `class_images:` in {path.name})")
+    return found[0]
 
 
-def _support_from_images(index: dict[str, int], records: Sequence[ImageRecord], names: list[str], src: Path, e: int):
+def paper_episodes(
+    spec: DatasetSpec, src: EpisodeSource, records: Sequence[ImageRecord], n: int, seed: int = 0
+) -> list[Episode]:
+    """Episodes of a paper layout: from its episode file, or POD's seeded draw from the class→images JSON."""
+    assert src.file is not None
+    data = _read_json(src.file)
+    if src.dialect == "pod":
+        return _pod_episodes(spec, src, data, records, n, seed)
+    if isinstance(data, dict):
+        try:
+            keys = sorted(data, key=int)
+        except ValueError:
+            raise DataError(f"{src.file}: episodes must be a list or a dict keyed by episode index") from None
+        items = [data[k] for k in keys]
+    elif isinstance(data, list):
+        items = data
+    else:
+        raise DataError(f"{src.file}: episodes must be a list or a dict keyed by episode index")
+    index = ImageIndex(records, [spec.splits[SPLIT].images])
+    episodes = []
+    for e, ep in enumerate(items[:n]):
+        where = f"{src.file}: episode {e}"
+        if not isinstance(ep, dict) or not isinstance(ep.get("train"), list) or not isinstance(ep.get("val"), list):
+            raise DataError(f"{where}: needs 'train' (support) and 'val' (query) lists of image names")
+        support = _support(records, [_find(index, f, where, "support ") for f in ep["train"]])
+        episodes.append(Episode(e, support, [_find(index, f, where, "query ") for f in ep["val"]]))
+    if not episodes:
+        raise DataError(f"{src.file}: episode file lists no episodes")
+    return episodes
+
+
+def _support(records: Sequence[ImageRecord], idx: list[int]) -> dict[int, list[int]]:
+    """Each support image serves every instance it shows."""
     support: dict[int, list[int]] = {}
-    for name in names:
-        key = Path(str(name)).name
-        if key not in index and Path(key).stem not in index:
-            raise DataError(f"{src}: episode {e} names support image {name!r} which does not exist")
-        i = index.get(key, index.get(Path(key).stem))
+    for i in idx:
         for inst in sorted({int(v) for v in records[i].instance}):
             support.setdefault(inst, []).append(i)
-    return support
+    return dict(sorted(support.items()))
 
 
-def paper_episodes(spec: DatasetSpec, src: EpisodeSource, records: Sequence[ImageRecord], n: int) -> list[Episode]:
-    """Episodes of a paper layout: from its episode file, or POD's seeded draw from the class→images JSON."""
-    index = _by_name(records)
-    assert src.file is not None
-    try:
-        data = json.loads(src.file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{src.file}: unreadable episode/class file ({exc})") from None
-    episodes: list[Episode] = []
-    if src.dialect == "pod":
-        train_dir = spec.splits["train"].images
-        query = [i for i, r in enumerate(records) if not Path(r.image).is_relative_to(train_dir)]
-        fine = {info.name: iid for iid, info in spec.instances.items()}
-        per_class: dict[int, list[str]] = {}
-        for k, files in data.items():
-            iid = fine.get(str(k), int(k) if str(k).isdigit() else None)
-            if iid is None or iid not in spec.instances:
-                raise DataError(f"{src.file}: unknown instance {k!r}")
-            per_class[iid] = [str(f) for f in files]
-        for e in range(n):
-            random.seed(e)
-            names: list[str] = []
-            for iid in sorted(per_class):
-                if len(per_class[iid]) < src.shots:
-                    raise DataError(
-                        f"{src.file}: instance {iid} has {len(per_class[iid])} images, {src.shots} shots asked"
-                    )
-                names.extend(random.sample(per_class[iid], src.shots))
-            episodes.append(Episode(e, _support_from_images(index, records, names, src.file, e), query))
-        return episodes
-    items = data if isinstance(data, list) else [data[k] for k in sorted(data, key=lambda x: int(x))]
-    for e, ep in enumerate(items[:n]):
-        if not isinstance(ep, dict) or "train" not in ep or "val" not in ep:
-            raise DataError(f"{src.file}: episode {e} needs 'train' (support) and 'val' (query) lists")
-        support = _support_from_images(index, records, ep["train"], src.file, e)
-        query = []
-        for name in ep["val"]:
-            key = Path(str(name)).name
-            if key not in index:
-                raise DataError(f"{src.file}: episode {e} names query image {name!r} which does not exist")
-            query.append(index[key])
+def _pod_episodes(
+    spec: DatasetSpec, src: EpisodeSource, data: Any, records: Sequence[ImageRecord], n: int, seed: int
+) -> list[Episode]:
+    if not isinstance(data, dict):
+        raise DataError(f"{src.file}: expected {{instance: [train image names]}}")
+    train_dir = spec.splits["train"].images
+    train_idx = [i for i, r in enumerate(records) if Path(r.image).is_relative_to(train_dir)]
+    index = ImageIndex([records[i] for i in train_idx], [train_dir])
+    query = [i for i, r in enumerate(records) if not Path(r.image).is_relative_to(train_dir)]
+    by_name = {info.name: iid for iid, info in spec.instances.items()}
+    per_class: dict[int, list[str]] = {}
+    for k, files in data.items():
+        iid = by_name.get(str(k), int(k) if str(k).isdigit() else None)
+        if iid is None or iid not in spec.instances:
+            raise DataError(f"{src.file}: unknown instance {k!r}")
+        if not isinstance(files, list) or len(files) < src.shots:
+            count = len(files) if isinstance(files, list) else 0
+            need = src.shots
+            raise DataError(f"{src.file}: instance {k} lists {count} images, {need}-shot episodes need {need}")
+        per_class[iid] = [str(f) for f in files]
+    episodes = []
+    for e in range(n):
+        rng = random.Random(seed + e)  # = the paper's random.seed(e) + random.sample, without touching the global RNG
+        support: dict[int, list[int]] = {}
+        for iid in sorted(per_class):
+            names = rng.sample(per_class[iid], src.shots)
+            support[iid] = sorted(train_idx[_find(index, f, f"{src.file}: episode {e}", "support ")] for f in names)
         episodes.append(Episode(e, support, query))
     return episodes
