@@ -33,7 +33,9 @@ VERB_MODULES = [
     "mocha.bench.cli",
     "mocha.student.cli",
     "mocha.data.world.cli",
+    "mocha.data.cli",
     "mocha.distill.cli",
+    "mocha.evaluate.cli",
 ]
 
 for _name in VERB_MODULES:

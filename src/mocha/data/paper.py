@@ -212,7 +212,7 @@ def _pod_episodes(
             raise DataError(f"{src.file}: instance {k} lists {count} images, {need}-shot episodes need {need}")
         per_class[iid] = [str(f) for f in files]
     episodes = []
-    for e in range(n):
+    for e in range(min(n, src.count)):
         rng = random.Random(seed + e)  # = the paper's random.seed(e) + random.sample, without touching the global RNG
         support: dict[int, list[int]] = {}
         for iid in sorted(per_class):

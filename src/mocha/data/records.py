@@ -150,16 +150,11 @@ def list_split_files(split: SplitSpec) -> list[tuple[Path, Path]]:
         if not images.is_dir():
             raise DataError(f"{images}: images folder of split {split.name!r} does not exist")
         files = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if split.files is not None:
-            wanted = set(split.files)
-            files = [p for p in files if p.name in wanted or p.relative_to(images).as_posix() in wanted]
         out.extend((p, (labels / p.relative_to(images)).with_suffix(".txt")) for p in files)
     return sorted(out)
 
 
 def _orphan_labels(split: SplitSpec, image_labels: set[Path]) -> list[Path]:
-    if split.files is not None:  # a filtered view of a shared folder: other labels belong to other views
-        return []
     out = []
     for _, labels in split.folders():
         if labels.is_dir():

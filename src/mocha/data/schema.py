@@ -19,19 +19,22 @@ FORMAT = "mocha-dataset/1"
 
 @dataclass(frozen=True)
 class InstanceInfo:
+    """A personal instance: its name and the id of its coarse class."""
+
     name: str
     coarse: int
-    split: str = ""
+    split: str = ""  # optional free-form tag (mochaworld: "base" / "personal")
 
 
 @dataclass(frozen=True)
 class SplitSpec:
+    """One split: its images folder, the matching labels folder, and what the label class ids mean."""
+
     name: str
     images: Path
     labels: Path
     label_ids: Literal["coarse", "instance"]
-    files: tuple[str, ...] | None = None  # restrict to these image file names (paper layouts)
-    more: tuple[tuple[Path, Path], ...] = ()  # further (images, labels) folder pairs of the same split
+    more: tuple[tuple[Path, Path], ...] = ()  # further (images, labels) folder pairs (POD's val folders)
 
     def folders(self) -> list[tuple[Path, Path]]:
         """Every (images, labels) folder pair of the split."""
@@ -47,12 +50,13 @@ class EpisodeSource:
     file: Path | None = None
     seed: int = 0
     count: int = 100
-    dialect: str = "mocha"  # "mocha" | "paper" | "pod"
-    extra: dict[str, Any] = field(default_factory=dict)
+    dialect: str = "mocha"  # "mocha" (ours) | "paper" (train/val episode file) | "pod" (class→images draw)
 
 
 @dataclass
 class DatasetSpec:
+    """A loaded dataset YAML. `episodes`: split → shot count → EpisodeSource; `layout`: mocha or a paper layout."""
+
     path: Path
     root: Path
     names: list[str]
@@ -68,20 +72,26 @@ class DatasetSpec:
         except KeyError:
             raise DataError(f"{self.path}: unknown instance id {instance_id}") from None
 
+    def instance_name(self, instance_id: int) -> str:
+        """Name of an instance; DataError for an unknown id."""
+        self.coarse_of(instance_id)
+        return self.instances[int(instance_id)].name
+
     def split(self, name: str) -> SplitSpec:
+        """The named split; DataError listing the splits when absent."""
         if name not in self.splits:
             raise DataError(f"{self.path}: no split {name!r} (splits: {', '.join(self.splits) or 'none'})")
         return self.splits[name]
 
 
 def labels_dir_for(images: Path) -> Path:
-    """ultralytics convention: replace the last `images` path component by `labels`."""
+    """ultralytics convention: replace the last `images` path component by `labels` (none: labels sit beside)."""
     parts = list(images.parts)
     for i in range(len(parts) - 1, -1, -1):
         if parts[i] == "images":
             parts[i] = "labels"
             return Path(*parts)
-    return images.parent / "labels"
+    return images
 
 
 def _names(raw: Any, path: Path, key: str) -> list[str]:
@@ -147,8 +157,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_dataset(path: str | Path) -> DatasetSpec:
-    """Read our dataset YAML or a paper-dataset YAML (dispatch on its keys)."""
+    """Read our dataset YAML or a paper-dataset YAML (dispatch on its keys); a folder holding one YAML works too."""
     path = Path(path).resolve()
+    if path.is_dir():
+        found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+        if len(found) != 1:
+            what = ", ".join(p.name for p in found) if found else "none"
+            raise DataError(f"{path}: expected exactly one dataset YAML in the folder (found {what})")
+        path = found[0]
     data = read_yaml(path)
     if "coarse_names" in data or "fine_names" in data or "idmap" in data:
         from mocha.data.paper import load_paper_dataset
