@@ -1,0 +1,347 @@
+"""The episodic evaluator: one feature pass per method over the split, then cheap episodes.
+
+1. The box-source detector proposes query boxes for every image once (conf 0.1, NMS IoU 0.6, <= 300).
+2. Each method embeds, per image and in one forward, the ground-truth boxes (support features) and the
+   proposed boxes (query features); `teacher-gt` embeds only the GT boxes, which are also its query boxes.
+   Image features do not depend on the episode, so they are computed once and reused by every episode.
+3. Each episode enrols its support instances in a fresh learner and relabels all query boxes in one
+   `predict` call; metrics (mocha.evaluate.metrics) are averaged over episodes (mean ± std).
+4. Time per image of a support pass and of a query pass (as a user would run them: query = detect + embed),
+   after a warm-up, on the first `time_images` images; peak memory (RSS on CPU, CUDA peak on GPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mocha.errors import ConfigError, DataError
+from mocha.evaluate.learners import create_learner
+from mocha.evaluate.methods import Method, MethodSpec, build_method
+from mocha.evaluate.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
+
+log = logging.getLogger("mocha.evaluate")
+METRICS = ("map50_95", "map50", "strict_map50_95", "accuracy")
+
+
+@dataclass
+class EvalConfig:
+    """Everything `evaluate` needs; paths may be str. `detector` is the box source for all methods."""
+
+    data: str | Path
+    methods: list[MethodSpec]
+    shots: list[int] = field(default_factory=lambda: [1])
+    episodes: int = 100
+    seed: int = 0
+    split: str | None = None
+    detector: str | Path | None = None  # student weights or bundle folder; None: the first method's detector
+    imgsz: int = 640
+    conf: float = 0.1
+    iou: float = 0.6
+    max_det: int = 300
+    learner: str = "conditional"
+    fallback: str = "drop"
+    time_images: int = 20
+    out: str | Path = "runs/evaluate"
+    name: str = "exp"
+    device: str | None = None
+    plots: bool = True
+    progress: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["methods"] = [{k: (str(v) if isinstance(v, Path) or (k == "teacher" and v is not None and not
+                                                                   isinstance(v, str)) else v)
+                         for k, v in asdict(m).items()} for m in self.methods]
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+
+
+@dataclass
+class ImageData:
+    """Per split image: GT (letterboxed px) and the box source's detections mapped to dataset coarse ids."""
+
+    gt_boxes: Tensor
+    gt_coarse: Tensor
+    gt_instance: Tensor
+    det_boxes: Tensor
+    det_conf: Tensor
+    det_coarse: Tensor
+
+
+@dataclass
+class MethodFeatures:
+    """Per image: features of the GT boxes and of the query boxes of one method."""
+
+    method: Method
+    support: list[Tensor] = field(default_factory=list)
+    query: list[Tensor] = field(default_factory=list)
+    support_ms: float = float("nan")
+    query_ms: float = float("nan")
+    peak_memory_mb: float = float("nan")
+    model_memory_mb: float = float("nan")
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def coarse_map(detector_names: list[str], spec: Any) -> np.ndarray:
+    """Detector class index → dataset coarse id (-1 when the dataset lacks it); error if the dataset's
+    instances use a coarse class the detector does not know."""
+    used = sorted({info.coarse for info in spec.instances.values()})
+    lookup = {n: i for i, n in enumerate(detector_names)}
+    missing = [spec.names[c] for c in used if spec.names[c] not in lookup]
+    if missing:
+        raise ConfigError(
+            f"coarse vocabulary mismatch: the dataset {spec.path} uses {', '.join(map(repr, missing))}, which the "
+            f"detector does not know (detector classes: {', '.join(detector_names[:40])})"
+        )
+    ds = {n: i for i, n in enumerate(spec.names)}
+    return np.array([ds.get(n, -1) for n in detector_names], dtype=np.int64)
+
+
+def load_box_source(path: str | Path, device: torch.device) -> Any:
+    """Student from weights, or the student of a bundle / distill run folder."""
+    from mocha.student.detector import Student
+
+    p = Path(path)
+    if p.is_dir() and not (p / "student.safetensors").exists() and (p / "best" / "student.safetensors").exists():
+        p = p / "best"
+    return Student.load(p).to(device).eval()
+
+
+class Evaluator:
+    """Holds the split, the box source, the methods and their cached features."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        from mocha.data.episodes import episode_split, load_episodes
+        from mocha.data.records import read_split
+        from mocha.data.schema import load_dataset
+
+        self.cfg = config
+        if not config.methods:
+            raise ConfigError("--method: give at least one method")
+        if not config.shots or any(int(s) < 1 for s in config.shots):
+            raise ConfigError(f"--shots: need positive shot counts, got {config.shots}")
+        if config.episodes < 1:
+            raise ConfigError(f"--episodes must be >= 1, got {config.episodes}")
+        if config.imgsz % 32:
+            raise ConfigError(f"--imgsz must be a multiple of 32, got {config.imgsz}")
+        labels = [m.label for m in config.methods]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"--method: method names must be unique, got {labels} (name them kind:path)")
+        create_learner(config.learner, **self._learner_kw())  # validate early
+        self.spec = load_dataset(config.data)
+        self.split = episode_split(self.spec, config.split)
+        self.records = read_split(self.spec, self.split)
+        if not self.records:
+            raise DataError(f"{self.spec.path}: split {self.split!r} has no images")
+        self.episodes = {}
+        for s in sorted({int(s) for s in config.shots}):
+            split, eps = load_episodes(self.spec, s, config.episodes, config.seed, split=self.split,
+                                       records=self.records)
+            self.episodes[s] = eps
+        self.device = pick_device(config.device)
+        self.box_source = load_box_source(config.detector, self.device) if config.detector else None
+        self.methods: list[MethodFeatures] = []
+        for ms in config.methods:
+            before = _rss_mb()
+            m = build_method(ms, self.box_source, self.device)
+            mf = MethodFeatures(m, model_memory_mb=max(0.0, _rss_mb() - before))
+            if self.box_source is None and m.detector is not None:
+                self.box_source = m.detector
+            self.methods.append(mf)
+        if self.box_source is None and any(not mf.method.gt_queries for mf in self.methods):
+            raise ConfigError("no detector proposes the query boxes: pass --detector (student weights or a bundle)")
+        self.cmap = coarse_map(list(self.box_source.names), self.spec) if self.box_source is not None else None
+        self.images: list[ImageData] = []
+
+    def _learner_kw(self) -> dict[str, Any]:
+        return {"fallback": self.cfg.fallback} if self.cfg.learner == "conditional" else {}
+
+    # ------------------------------------------------------------------------------------ feature pass
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _detect(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        dets, _ = self.box_source.detect(image, conf=self.cfg.conf, iou=self.cfg.iou, max_det=self.cfg.max_det)
+        return self._split_dets(dets[0])
+
+    def _split_dets(self, d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = d.detach().float().cpu()
+        coarse = torch.from_numpy(self.cmap[d[:, 5].long().numpy()]) if len(d) else torch.zeros(0, dtype=torch.long)
+        return d[:, :4], d[:, 4], coarse
+
+    def _names(self, coarse: Tensor) -> list[str]:
+        return [self.spec.names[c] if c >= 0 else "object" for c in coarse.tolist()]
+
+    def extract(self) -> None:
+        """Detect once per image, then embed GT + proposed boxes per method in one forward each."""
+        from tqdm import tqdm
+
+        from mocha.data.loader import DetectionDataset
+
+        ds = DetectionDataset(self.records, self.cfg.imgsz)
+        for i in tqdm(range(len(ds)), desc="features", disable=not self.cfg.progress, leave=False):
+            raw, item = ds.load(i)
+            image = item["image"][None].to(self.device)
+            keep = item["instance"] >= 0
+            gt_boxes, gt_coarse, gt_inst = item["boxes"][keep], item["coarse"][keep], item["instance"][keep]
+            if self.box_source is not None:
+                det_boxes, det_conf, det_coarse = self._detect(image)
+            else:
+                det_boxes, det_conf, det_coarse = torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long)
+            self.images.append(ImageData(gt_boxes, gt_coarse, gt_inst, det_boxes, det_conf, det_coarse))
+            gt_names = self._names(gt_coarse)
+            for mf in self.methods:
+                if mf.method.gt_queries:
+                    (sup,) = mf.method.features(image, raw, item["letterbox"], [gt_boxes], [gt_names])
+                    mf.support.append(sup)
+                    mf.query.append(sup)
+                else:
+                    sup, qry = mf.method.features(image, raw, item["letterbox"], [gt_boxes, det_boxes],
+                                                  [gt_names, self._names(det_coarse)])
+                    mf.support.append(sup)
+                    mf.query.append(qry)
+
+    def measure(self) -> None:
+        """Time support and query passes per image (after a warm-up) and record peak memory per method."""
+        from mocha.data.loader import DetectionDataset
+
+        ds = DetectionDataset(self.records, self.cfg.imgsz)
+        n = max(1, min(self.cfg.time_images, len(ds)))
+        items = [ds.load(i) for i in range(n)]
+        for mf in self.methods:
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+            peak = _rss_mb()
+            self._support_pass(mf.method, items[0])  # warm-up
+            self._query_pass(mf.method, items[0])
+            t_sup = t_qry = 0.0
+            for raw_item in items:
+                self._sync()
+                t0 = time.perf_counter()
+                self._support_pass(mf.method, raw_item)
+                self._sync()
+                t1 = time.perf_counter()
+                self._query_pass(mf.method, raw_item)
+                self._sync()
+                t_sup, t_qry = t_sup + t1 - t0, t_qry + time.perf_counter() - t1
+                peak = max(peak, _rss_mb())
+            mf.support_ms, mf.query_ms = 1000 * t_sup / n, 1000 * t_qry / n
+            if self.device.type == "cuda":
+                mf.peak_memory_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            else:
+                mf.peak_memory_mb = peak
+
+    @torch.no_grad()
+    def _support_pass(self, method: Method, raw_item: tuple[np.ndarray, dict]) -> Tensor:
+        raw, item = raw_item
+        image = item["image"][None].to(self.device)
+        return method.features(image, raw, item["letterbox"], [item["boxes"]], [self._names(item["coarse"])])[0]
+
+    @torch.no_grad()
+    def _query_pass(self, method: Method, raw_item: tuple[np.ndarray, dict]) -> Tensor:
+        raw, item = raw_item
+        image = item["image"][None].to(self.device)
+        if method.gt_queries:
+            return method.features(image, raw, item["letterbox"], [item["boxes"]], [self._names(item["coarse"])])[0]
+        if method.detector is self.box_source:
+            return method.detect_and_embed(image, self.cfg.conf, self.cfg.iou, self.cfg.max_det)[1]
+        boxes, _, coarse = self._detect(image)
+        return method.features(image, raw, item["letterbox"], [boxes], [self._names(coarse)])[0]
+
+    # ------------------------------------------------------------------------------------ episodes
+    def run_episode(self, mf: MethodFeatures, ep: Any) -> tuple[dict[str, float], list[ImagePreds], list[ImageTruth]]:
+        """Fit a fresh learner on the episode's support, relabel every query box, compute the metrics."""
+        learner = create_learner(self.cfg.learner, **self._learner_kw())
+        for inst, idxs in ep.support.items():
+            vecs = [mf.support[i][self.images[i].gt_instance == inst] for i in idxs]
+            vecs = torch.cat(vecs) if vecs else torch.zeros(0)
+            if len(vecs) == 0:
+                raise DataError(f"episode {ep.index}: instance {inst} ({self.spec.instance_name(inst)}) has no "
+                                f"support box in its support images")
+            learner.add(inst, self.spec.coarse_of(inst), vecs)
+        enrolled = torch.tensor(learner.instances(), dtype=torch.long)
+        gt_q = mf.method.gt_queries
+        feats = [mf.query[i] for i in ep.query]
+        coarse = [self.images[i].gt_coarse if gt_q else self.images[i].det_coarse for i in ep.query]
+        sizes = [len(f) for f in feats]
+        idx, prob = learner.predict_index(torch.cat(feats), torch.cat(coarse)) if sum(sizes) else (
+            torch.zeros(0, dtype=torch.long), torch.zeros(0))
+        labels = torch.where(idx >= 0, enrolled[idx.clamp_min(0)], torch.full_like(idx, -1)) if len(idx) else idx
+        preds, truths = [], []
+        for i, lab, p in zip(ep.query, labels.split(sizes), prob.split(sizes), strict=True):
+            im = self.images[i]
+            boxes, conf = (im.gt_boxes, torch.ones(len(im.gt_boxes))) if gt_q else (im.det_boxes, im.det_conf)
+            preds.append(ImagePreds(boxes.numpy(), conf.numpy(), p.numpy(), lab.numpy()))
+            mine = torch.isin(im.gt_instance, enrolled)
+            truths.append(ImageTruth(im.gt_boxes[mine].numpy(), im.gt_instance[mine].numpy()))
+        m50_95, m50 = paper_map(preds, truths)
+        out = {"map50_95": m50_95, "map50": m50, "strict_map50_95": strict_map(preds, truths, learner.instances()),
+               "accuracy": top1_accuracy(preds, truths)}
+        return out, preds, truths
+
+    def run(self) -> dict[str, Any]:
+        """Feature pass, timing, all episodes; returns the report dict (metrics in percent)."""
+        from tqdm import tqdm
+
+        self.extract()
+        self.measure()
+        results: dict[str, Any] = {}
+        self.examples: dict[str, Any] = {}
+        for shots, eps in self.episodes.items():
+            results[str(shots)] = {}
+            for mf in self.methods:
+                rows = []
+                for ep in tqdm(eps, desc=f"{mf.method.label} {shots}-shot", disable=not self.cfg.progress,
+                               leave=False):
+                    row, preds, truths = self.run_episode(mf, ep)
+                    rows.append(row)
+                    if ep is eps[0]:
+                        self.examples[(shots, mf.method.label)] = (ep, preds, truths)
+                results[str(shots)][mf.method.label] = summarize(rows, mf)
+        return {"dataset": str(self.spec.path), "split": self.split, "episodes": self.cfg.episodes,
+                "episodes_run": {str(s): len(e) for s, e in self.episodes.items()},
+                "device": str(self.device), "results": results}
+
+
+def summarize(rows: list[dict[str, float]], mf: MethodFeatures) -> dict[str, float]:
+    """Mean and std (percent) of each metric over episodes (NaN episodes, e.g. no query GT, are skipped)."""
+    out: dict[str, float] = {}
+    for k in METRICS:
+        v = np.array([r[k] for r in rows], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        out[k] = round(float(v.mean() * 100), 3) if len(v) else float("nan")
+        out[f"{k}_std"] = round(float(v.std() * 100), 3) if len(v) else float("nan")
+    out["support_ms_per_image"] = round(mf.support_ms, 3)
+    out["query_ms_per_image"] = round(mf.query_ms, 3)
+    out["peak_memory_mb"] = round(mf.peak_memory_mb, 1)
+    out["model_memory_mb"] = round(mf.model_memory_mb, 1)
+    return out
+
+
+def evaluate(config: EvalConfig) -> dict[str, Any]:
+    """Run the episodic benchmark and write `<out>/<name>/` (report.md, report.json, plots); return the report."""
+    from mocha.evaluate.report import write_run
+
+    ev = Evaluator(config)
+    report = ev.run()
+    report["run_dir"] = str(write_run(ev, report))
+    return report

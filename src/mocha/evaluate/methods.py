@@ -1,0 +1,187 @@
+"""Methods compared by the evaluator: how a box of an image becomes a feature vector.
+
+- `student`: pooled f_A (448-d) of a detector without distillation;
+- `mocha`: a distilled bundle's translated region embedding;
+- `teacher`: the teacher's embedding of crops of the (detected) boxes — the heavy pipeline MOCHA replaces;
+- `teacher-gt`: the teacher on ground-truth boxes (query boxes = GT boxes, GT coarse class, confidence 1).
+
+A method embeds several box sets of one image with one forward (`features`), so support (GT) and query
+(detected) features of an image cost one pass. `timed_support` / `timed_query` run the passes as a user
+would (query: detect + embed, in one forward when the method's own detector proposes the boxes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mocha.errors import ConfigError
+
+KINDS = ("student", "mocha", "teacher", "teacher-gt")
+
+
+@dataclass
+class MethodSpec:
+    """One method of a run: kind, optional report name, and the artifact it needs (path or name/object)."""
+
+    kind: str
+    name: str | None = None
+    detector: str | Path | None = None  # student weights (kind "student"; default: the box-source detector)
+    bundle: str | Path | None = None  # distilled bundle (kind "mocha")
+    teacher: Any = None  # teacher name for create_teacher, or a Teacher object (kinds "teacher", "teacher-gt")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+def parse_method(token: str, defaults: dict[str, Any]) -> MethodSpec:
+    """CLI token → MethodSpec: `student`, `mocha`, `teacher`, `teacher-gt`, or `<kind>:<path or name>`."""
+    kind, _, arg = token.strip().partition(":")
+    if kind not in KINDS:
+        raise ConfigError(f"--method: unknown method {token!r}; use {', '.join(KINDS)} (optionally kind:path)")
+    key = {"student": "detector", "mocha": "bundle"}.get(kind, "teacher")
+    value = arg or defaults.get(key)
+    name = token.strip() if arg else None
+    if kind == "mocha" and not value:
+        raise ConfigError("--method mocha needs --bundle PATH (or mocha:PATH)")
+    if kind.startswith("teacher") and not value:
+        value = "builtin"
+    return MethodSpec(kind, name=name, **{key: value})
+
+
+def crop_boxes(image: np.ndarray, boxes: np.ndarray, size: int = 224) -> list[np.ndarray]:
+    """Crops of xyxy original-pixel boxes resized to size² (mocha.teacher.crops when present)."""
+    try:
+        from mocha.teacher.crops import crop_regions
+    except ImportError:
+        crop_regions = None
+    if crop_regions is not None:
+        return list(crop_regions(image, boxes, size=size))
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    out = []
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+        x1, y1 = int(np.clip(np.floor(x1), 0, w - 1)), int(np.clip(np.floor(y1), 0, h - 1))
+        x2, y2 = int(np.clip(np.ceil(x2), x1 + 1, w)), int(np.clip(np.ceil(y2), y1 + 1, h))
+        out.append(np.asarray(Image.fromarray(image[y1:y2, x1:x2]).resize((size, size), Image.BILINEAR)))
+    return out
+
+
+class Method:
+    """Base: `features(image, raw, letterbox, box_sets, labels)` → one (n_i, d) tensor per box set."""
+
+    gt_queries = False
+    detector: Any = None  # a Student whose detections this method can embed in the same forward
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def features(self, image: Tensor, raw: np.ndarray, lb: Any, box_sets: list[Tensor], labels: list[list[str]]
+                 ) -> list[Tensor]:
+        raise NotImplementedError
+
+    def detect_and_embed(self, image: Tensor, conf: float, iou: float, max_det: int) -> tuple[Tensor, Tensor]:
+        """One forward: detections (n,6) and their features (own detector only)."""
+        raise NotImplementedError
+
+
+class StudentMethod(Method):
+    """Pooled P3/P4/P5 features (f_A) of a plain (undistilled) student."""
+
+    def __init__(self, label: str, student: Any) -> None:
+        super().__init__(label)
+        self.detector = student
+
+    @torch.no_grad()
+    def features(self, image, raw, lb, box_sets, labels):
+        self.detector.eval()
+        feats, _ = self.detector(image)
+        return self._pool(feats, box_sets)
+
+    def _pool(self, feats: list[Tensor], box_sets: list[Tensor]) -> list[Tensor]:
+        boxes = torch.cat([b.reshape(-1, 4).float() for b in box_sets]).to(feats[0].device)
+        out = self.detector.region_features(feats, [boxes]) if len(boxes) else feats[0].new_zeros(0, self.dim)
+        return list(out.float().cpu().split([len(b) for b in box_sets]))
+
+    @property
+    def dim(self) -> int:
+        return int(self.detector.region_dim)
+
+    @torch.no_grad()
+    def detect_and_embed(self, image, conf, iou, max_det):
+        dets, feats = self.detector.detect(image, conf=conf, iou=iou, max_det=max_det)
+        return dets[0], self._pool(feats, [dets[0][:, :4]])[0]
+
+
+class BundleMethod(StudentMethod):
+    """MOCHA: translator(f_A) of a distilled bundle."""
+
+    def __init__(self, label: str, bundle: Any) -> None:
+        super().__init__(label, bundle.student)
+        self.bundle = bundle
+
+    def _pool(self, feats, box_sets):
+        boxes = torch.cat([b.reshape(-1, 4).float() for b in box_sets]).to(feats[0].device)
+        if len(boxes) == 0:
+            return [torch.zeros(0, self.dim) for _ in box_sets]
+        out = self.bundle.embed_regions(feats, [boxes])
+        return list(out.float().cpu().split([len(b) for b in box_sets]))
+
+    @property
+    def dim(self) -> int:
+        return int(self.bundle.dim)
+
+
+class TeacherMethod(Method):
+    """The teacher on 224² crops of the boxes (original pixels), prompted with the box's coarse name."""
+
+    def __init__(self, label: str, teacher: Any, gt: bool = False) -> None:
+        super().__init__(label)
+        self.teacher = teacher
+        self.gt_queries = gt
+
+    @torch.no_grad()
+    def features(self, image, raw, lb, box_sets, labels):
+        sizes = [len(b) for b in box_sets]
+        boxes = torch.cat([b.reshape(-1, 4).float().cpu() for b in box_sets]).numpy()
+        names = [n for ls in labels for n in ls]
+        if len(boxes) == 0:
+            return [torch.zeros(0, int(self.teacher.dim)) for _ in box_sets]
+        crops = crop_boxes(raw, lb.to_original(boxes))
+        out = torch.as_tensor(self.teacher.embed(crops, names)).float().cpu()
+        return list(out.split(sizes))
+
+
+def build_method(spec: MethodSpec, box_source: Any, device: torch.device) -> Method:
+    """Load what a MethodSpec names (errors name the missing file/teacher)."""
+    if spec.kind not in KINDS:
+        raise ConfigError(f"unknown method kind {spec.kind!r}; use {', '.join(KINDS)}")
+    if spec.kind == "student":
+        if spec.detector is None:
+            if box_source is None:
+                raise ConfigError("method 'student' needs --detector (student weights)")
+            return StudentMethod(spec.label, box_source)
+        from mocha.student.detector import Student
+
+        return StudentMethod(spec.label, Student.load(spec.detector).to(device).eval())
+    if spec.kind == "mocha":
+        if spec.bundle is None:
+            raise ConfigError(f"method {spec.label!r} needs a bundle (--bundle PATH)")
+        from mocha.distill.bundle import load_bundle
+
+        return BundleMethod(spec.label, load_bundle(spec.bundle, device=device))
+    teacher = spec.teacher if spec.teacher is not None else "builtin"
+    if isinstance(teacher, str | Path):
+        try:
+            from mocha.teacher.base import create_teacher
+        except ImportError as exc:
+            raise ConfigError(f"method {spec.label!r}: the teacher registry is not available ({exc})") from None
+        teacher = create_teacher(str(teacher))
+    return TeacherMethod(spec.label, teacher, gt=spec.kind == "teacher-gt")

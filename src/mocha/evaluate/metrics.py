@@ -1,0 +1,149 @@
+"""Episode metrics: the paper protocol (ultralytics AP), a strict COCO-style mAP (faster-coco-eval), top-1 accuracy.
+
+Every function takes one episode's query images as `ImagePreds` (relabelled detections) and `ImageTruth`
+(ground-truth instance boxes), boxes xyxy in any one pixel frame. Results are fractions in [0, 1].
+
+- `paper_map`: ultralytics' validator matching (`box_iou` + `match_predictions`, IoU 0.50:0.95) and
+  `ap_per_class`; score = coarse confidence; classes = instances present in the query ground truth
+  (predictions of other instances are ignored, as `ap_per_class` does). Dropped boxes (label -1) are not
+  predictions.
+- `strict_map`: COCO mAP@[.5:.95] over *all enrolled instances* as categories, score = coarse confidence x
+  instance probability (faster-coco-eval, maxDets 100). An enrolled instance with no query ground truth but
+  with detections counts as AP 0 (COCO itself would skip it), so false identities always cost.
+- `top1_accuracy`: for each query image and each instance k in its ground truth, take the detection labelled
+  k with the highest score (coarse confidence x instance probability); a hit when it exists and has IoU >= 0.5
+  with a ground-truth box of k. Accuracy = hits / (image, instance) pairs — "where is my k in this image?".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+IOUV = torch.linspace(0.5, 0.95, 10)
+
+
+@dataclass
+class ImagePreds:
+    """Relabelled detections of one query image: boxes (n,4) xyxy, conf (n,), prob (n,), label (n,) (-1 = dropped)."""
+
+    boxes: np.ndarray
+    conf: np.ndarray
+    prob: np.ndarray
+    label: np.ndarray
+
+    @property
+    def score(self) -> np.ndarray:
+        return self.conf * self.prob
+
+
+@dataclass
+class ImageTruth:
+    """Ground truth of one query image: boxes (m,4) xyxy and instance ids (m,)."""
+
+    boxes: np.ndarray
+    label: np.ndarray
+
+
+def _match(pred: ImagePreds, gt: ImageTruth, order: np.ndarray) -> np.ndarray:
+    """(n, 10) correct flags for predictions in `order` (descending confidence), as ultralytics' validator."""
+    from ultralytics.engine.validator import BaseValidator
+    from ultralytics.utils.metrics import box_iou
+
+    n = len(order)
+    if n == 0 or len(gt.label) == 0:
+        return np.zeros((n, len(IOUV)), dtype=bool)
+    iou = box_iou(torch.as_tensor(gt.boxes, dtype=torch.float32),
+                  torch.as_tensor(pred.boxes[order], dtype=torch.float32))
+    holder = SimpleNamespace(iouv=IOUV)
+    return BaseValidator.match_predictions(
+        holder, torch.as_tensor(pred.label[order]), torch.as_tensor(gt.label), iou
+    ).numpy()
+
+
+def paper_map(preds: Sequence[ImagePreds], truths: Sequence[ImageTruth]) -> tuple[float, float]:
+    """(mAP50-95, mAP50) of the paper protocol over the instances present in the query ground truth."""
+    from ultralytics.utils.metrics import ap_per_class
+
+    tps, confs, classes, targets = [], [], [], []
+    for p, g in zip(preds, truths, strict=True):
+        keep = np.flatnonzero(p.label >= 0)
+        order = keep[np.argsort(-p.conf[keep], kind="stable")]
+        tps.append(_match(p, g, order))
+        confs.append(p.conf[order])
+        classes.append(p.label[order])
+        targets.append(g.label)
+    target_cls = np.concatenate(targets) if targets else np.zeros(0)
+    if len(target_cls) == 0:
+        return float("nan"), float("nan")
+    tp = np.concatenate(tps) if tps else np.zeros((0, 10), bool)
+    conf = np.concatenate(confs) if confs else np.zeros(0)
+    pred_cls = np.concatenate(classes) if classes else np.zeros(0)
+    if len(tp) == 0:
+        return 0.0, 0.0
+    ap = ap_per_class(tp, conf, pred_cls, target_cls)[5]
+    return float(ap.mean()), float(ap[:, 0].mean())
+
+
+def strict_map(preds: Sequence[ImagePreds], truths: Sequence[ImageTruth], enrolled: Sequence[int]) -> float:
+    """COCO mAP@[.5:.95] over all enrolled instances, score = confidence x instance probability."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    cats = sorted(int(k) for k in enrolled)
+    images, anns, dets = [], [], []
+    for i, (p, g) in enumerate(zip(preds, truths, strict=True)):
+        w = float(max([1.0, *np.asarray(g.boxes)[:, 2].tolist(), *np.asarray(p.boxes)[:, 2].tolist()]))
+        h = float(max([1.0, *np.asarray(g.boxes)[:, 3].tolist(), *np.asarray(p.boxes)[:, 3].tolist()]))
+        images.append({"id": i + 1, "width": w, "height": h})
+        for b, k in zip(g.boxes, g.label, strict=True):
+            bw, bh = float(b[2] - b[0]), float(b[3] - b[1])
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(k),
+                         "bbox": [float(b[0]), float(b[1]), bw, bh], "area": bw * bh, "iscrowd": 0})
+        for b, k, s in zip(p.boxes, p.label, p.score, strict=True):
+            if k >= 0:
+                dets.append({"image_id": i + 1, "category_id": int(k), "score": float(s),
+                             "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+    present = {a["category_id"] for a in anns}
+    predicted = {d["category_id"] for d in dets}
+    scored = [c for c in cats if c in present]
+    zeros = [c for c in cats if c not in present and c in predicted]  # only false identities: AP 0
+    if not scored:
+        return 0.0 if zeros else float("nan")
+    if not dets:
+        return 0.0
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": c, "name": str(c)} for c in cats]}
+        gt.createIndex()
+        dt = gt.loadRes(dets)
+        ev = COCOeval_faster(gt, dt, "bbox")
+        ev.params.catIds = scored
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    ap = float(max(ev.stats[0], 0.0))
+    return ap * len(scored) / (len(scored) + len(zeros))
+
+
+def top1_accuracy(preds: Sequence[ImagePreds], truths: Sequence[ImageTruth]) -> float:
+    """Fraction of (query image, instance in its ground truth) pairs whose top-scoring k-labelled box hits k."""
+    from ultralytics.utils.metrics import box_iou
+
+    hits = total = 0
+    for p, g in zip(preds, truths, strict=True):
+        for k in np.unique(g.label).tolist():
+            total += 1
+            mine = np.flatnonzero(p.label == k)
+            if len(mine) == 0:
+                continue
+            best = mine[np.argmax(p.score[mine])]
+            iou = box_iou(torch.as_tensor(p.boxes[best][None], dtype=torch.float32),
+                          torch.as_tensor(g.boxes[g.label == k], dtype=torch.float32))
+            hits += int(bool((iou >= 0.5).any()))
+    return hits / total if total else float("nan")
