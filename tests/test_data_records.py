@@ -217,3 +217,15 @@ def test_reading_1000_images_is_fast(tmp_path):
     elapsed = time.perf_counter() - t0
     assert len(recs) == 1000 and sum(len(r.boxes) for r in recs) == 2000
     assert elapsed < 3.0, f"read_split of 1000 images took {elapsed:.2f}s"
+
+
+def test_labels_beside_images_and_folder_path(tmp_path):
+    write_image(tmp_path / "pics/a.png", seed=1)
+    write_label(tmp_path / "pics/a.txt", [(1, 0.5, 0.5, 0.2, 0.2)])
+    (tmp_path / "d.yaml").write_text("names: [x, y]\nsplits: {s: pics}\n")
+    spec = load_dataset(tmp_path)  # the folder holding exactly one YAML
+    assert spec.splits["s"].labels == spec.splits["s"].images == (tmp_path / "pics").resolve()
+    assert read_split(spec, "s")[0].coarse.tolist() == [1]
+    (tmp_path / "e.yml").write_text("names: [x]\n")
+    with pytest.raises(DataError, match=r"expected exactly one dataset YAML in the folder \(found d\.yaml, e\.yml\)"):
+        load_dataset(tmp_path)
