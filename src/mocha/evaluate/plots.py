@@ -104,9 +104,8 @@ def annotated_queries(ev: Any, out: Path, count: int = 4) -> list[Path]:
                     fontsize=7, va="bottom", bbox={"facecolor": "red", "alpha": 0.6, "pad": 1, "lw": 0})
         ax.set_axis_off()
         ax.set_title(f"{label}, {shots}-shot, episode {ep.index}", fontsize=8)
-        fig.tight_layout()
         path = out / f"query_{j}.png"
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
         paths.append(path)
     return paths

@@ -1,0 +1,73 @@
+"""Episode metrics on hand-built detections whose correct values are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mocha.evaluate.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
+
+
+def P(boxes, conf, prob, label):
+    return ImagePreds(np.array(boxes, float).reshape(-1, 4), np.array(conf, float), np.array(prob, float),
+                      np.array(label, int))
+
+
+def T(boxes, label):
+    return ImageTruth(np.array(boxes, float).reshape(-1, 4), np.array(label, int))
+
+
+A, B, C = [10, 10, 50, 50], [60, 60, 100, 100], [0, 60, 30, 90]
+
+
+def test_perfect_predictions_score_full_marks():
+    truths = [T([A, B], [3, 4]), T([C], [5])]
+    preds = [P([A, B], [0.9, 0.8], [0.7, 0.6], [3, 4]), P([C], [0.5], [0.9], [5])]
+    m, m50 = paper_map(preds, truths)
+    assert m == pytest.approx(0.995) and m50 == pytest.approx(0.995)  # ultralytics' interpolation tops at 0.995
+    assert strict_map(preds, truths, [3, 4, 5]) == pytest.approx(1.0)
+    assert top1_accuracy(preds, truths) == 1.0
+
+
+def test_wrong_identity_and_dropped_boxes():
+    truths = [T([A], [3]), T([B], [4])]
+    preds = [P([A], [0.9], [0.8], [4]), P([B], [0.9], [0.8], [-1])]  # swapped identity; dropped box
+    assert paper_map(preds, truths) == (0.0, 0.0)
+    assert strict_map(preds, truths, [3, 4]) == 0.0
+    assert top1_accuracy(preds, truths) == 0.0
+
+
+def test_paper_ignores_absent_instances_strict_does_not():
+    truths = [T([A], [3])]
+    preds = [P([A, B], [0.9, 0.95], [0.9, 0.9], [3, 7])]  # instance 7 is enrolled but not in the query GT
+    assert paper_map(preds, truths)[0] == pytest.approx(0.995)
+    assert strict_map(preds, truths, [3, 7]) == pytest.approx(0.5)  # AP(3) = 1, AP(7) = 0 (false identity only)
+    assert strict_map(preds, truths, [3, 7, 9]) == pytest.approx(0.5)  # never predicted, never present: skipped
+
+
+def test_strict_map_ranks_by_confidence_times_probability():
+    # two boxes labelled 3: the correct one has higher coarse confidence but a lower product score
+    truths = [T([A], [3])]
+    good_first = [P([A, B], [0.9, 0.5], [0.9, 0.1], [3, 3])]
+    bad_first = [P([A, B], [0.9, 0.5], [0.1, 0.9], [3, 3])]
+    assert paper_map(good_first, truths) == paper_map(bad_first, truths)  # paper score ignores the probability
+    assert strict_map(good_first, truths, [3]) > strict_map(bad_first, truths, [3])
+    assert top1_accuracy(good_first, truths) == 1.0
+    assert top1_accuracy(bad_first, truths) == 0.0  # the top k-box (by score) misses k's box
+
+
+def test_localization_thresholds_and_accuracy_per_image_instance():
+    shifted = [A[0] + 8, A[1], A[2] + 8, A[3]]  # IoU = 32*40/(48*40) = 0.667
+    truths = [T([A], [3]), T([B, C], [4, 5])]
+    preds = [P([shifted], [0.9], [1.0], [3]), P([B], [0.9], [1.0], [4])]
+    m, m50 = paper_map(preds, truths)
+    assert 0 < m < m50 < 1
+    assert top1_accuracy(preds, truths) == pytest.approx(2 / 3)  # (img0, 3) hit, (img1, 4) hit, (img1, 5) miss
+
+
+def test_no_ground_truth_is_nan_and_no_predictions_is_zero():
+    assert all(math.isnan(v) for v in paper_map([P([], [], [], [])], [T([], [])]))
+    assert paper_map([P([], [], [], [])], [T([A], [3])]) == (0.0, 0.0)
+    assert strict_map([P([], [], [], [])], [T([A], [3])], [3]) == 0.0
