@@ -194,3 +194,30 @@ def test_cli_runs_and_reports_bad_input(tmp_path, world, paper_student, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", f"data={world}", "shots=1,x"])
     assert exc.value.code == 2
+
+
+def test_box_source_selection(tmp_path, world):
+    from mocha.distill.bundle import save_bundle
+    from mocha.student.translator import Translator
+
+    names = ["mug", "bottle", "ball", "book"]
+    bundle = save_bundle(tmp_path / "bundle", Student.create("yolov8n.yaml", names=names), Translator(448, 32),
+                         None, {})
+    plain = tmp_path / "plain.safetensors"
+    Student.create("yolov8n.yaml", names=names).save(plain)
+    # no --detector: the first method with a detector proposes the boxes (here the bundle's student)
+    ev = Evaluator(_config(world, None, tmp_path, "a", methods=[MethodSpec("mocha", bundle=bundle)]))
+    assert ev.box_source is ev.methods[0].method.detector
+    # --detector = the bundle: the mocha method shares it (one forward per query pass)
+    ev = Evaluator(_config(world, bundle, tmp_path, "b", methods=[MethodSpec("student", detector=plain),
+                                                                    MethodSpec("mocha", bundle=bundle)]))
+    assert ev.box_source is ev.methods[1].method.detector
+    assert ev.methods[0].method.detector is not ev.box_source
+    # the `student` method without its own weights uses --detector; without --detector it is an error
+    ev = Evaluator(_config(world, plain, tmp_path, "c", methods=[MethodSpec("student")]))
+    assert ev.methods[0].method.detector is ev.box_source
+    with pytest.raises(ConfigError, match="needs --detector"):
+        Evaluator(_config(world, None, tmp_path, "d", methods=[MethodSpec("mocha", bundle=bundle),
+                                                                MethodSpec("student")]))
+    with pytest.raises(ConfigError, match="no detector proposes the query boxes"):
+        Evaluator(_config(world, None, tmp_path, "e", methods=[MethodSpec("teacher", teacher=HistTeacher())]))

@@ -125,6 +125,20 @@ def load_box_source(path: str | Path, device: torch.device) -> Any:
     return Student.load(p).to(device).eval()
 
 
+def _same_file(a: str | Path | None, b: str | Path | None) -> bool:
+    """Whether two weight paths name the same student (a bundle folder and its student.safetensors match)."""
+    if a is None or b is None:
+        return False
+
+    def norm(p: str | Path) -> Path:
+        p = Path(p).resolve()
+        if p.is_dir() and (p / "best" / "student.safetensors").exists() and not (p / "student.safetensors").exists():
+            p = p / "best"
+        return p / "student.safetensors" if p.is_dir() else p
+
+    return norm(a) == norm(b)
+
+
 class Evaluator:
     """Holds the split, the box source, the methods and their cached features."""
 
@@ -157,12 +171,18 @@ class Evaluator:
                                        records=self.records)
             self.episodes[s] = eps
         self.device = pick_device(config.device)
-        self.box_source = load_box_source(config.detector, self.device) if config.detector else None
+        # The box source: --detector (student weights or a bundle), else the first method's own detector.
+        # A method whose weights are the box source's shares its object, so its query pass is one forward.
+        explicit = load_box_source(config.detector, self.device) if config.detector else None
+        self.box_source = explicit
         self.methods: list[MethodFeatures] = []
         for ms in config.methods:
             before = _rss_mb()
-            m = build_method(ms, self.box_source, self.device)
+            m = build_method(ms, explicit, self.device)
             mf = MethodFeatures(m, model_memory_mb=max(0.0, _rss_mb() - before))
+            if m.detector is not None and explicit is not None and m.detector is not explicit and \
+                    _same_file(ms.detector or ms.bundle, config.detector):
+                self.box_source = explicit = m.detector
             if self.box_source is None and m.detector is not None:
                 self.box_source = m.detector
             self.methods.append(mf)
@@ -184,7 +204,8 @@ class Evaluator:
         return self._split_dets(dets[0])
 
     def _split_dets(self, d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        d = d.detach().float().cpu()
+        d = d.detach().float().cpu().clone()
+        d[:, :4] = d[:, :4].clamp(0, self.cfg.imgsz)  # as ultralytics' predictor clips to the image
         coarse = torch.from_numpy(self.cmap[d[:, 5].long().numpy()]) if len(d) else torch.zeros(0, dtype=torch.long)
         return d[:, :4], d[:, 4], coarse
 

@@ -89,11 +89,14 @@ def annotated_queries(ev: Any, out: Path, count: int = 4) -> list[Path]:
     paths = []
     for j, (i, p, g) in enumerate(list(zip(ep.query, preds, truths, strict=True))[:count]):
         img = ds[i]["image"].permute(1, 2, 0).numpy()
-        fig, ax = plt.subplots(figsize=(4, 4))
+        fig, ax = plt.subplots(figsize=(4, 4.3))
+        fig.subplots_adjust(0.01, 0.01, 0.99, 0.93)
         ax.imshow(img)
+        ax.set_xlim(0, img.shape[1])
+        ax.set_ylim(img.shape[0], 0)
         for b, k in zip(g.boxes, g.label, strict=True):
             ax.add_patch(plt.Rectangle(b[:2], b[2] - b[0], b[3] - b[1], fill=False, ec="lime", ls="--", lw=1.5))
-            ax.text(b[0], b[3], ev.spec.instance_name(int(k)), color="lime", fontsize=7, va="top")
+            ax.text(b[0], b[3], ev.spec.instance_name(int(k)), color="lime", fontsize=7, va="top", clip_on=True)
         top = np.argsort(-p.score)[:10]
         for t in top:
             if p.label[t] < 0:
@@ -101,11 +104,11 @@ def annotated_queries(ev: Any, out: Path, count: int = 4) -> list[Path]:
             b = p.boxes[t]
             ax.add_patch(plt.Rectangle(b[:2], b[2] - b[0], b[3] - b[1], fill=False, ec="red", lw=1.2))
             ax.text(b[0], b[1], f"{ev.spec.instance_name(int(p.label[t]))} {p.score[t]:.2f}", color="white",
-                    fontsize=7, va="bottom", bbox={"facecolor": "red", "alpha": 0.6, "pad": 1, "lw": 0})
+                    fontsize=7, va="bottom", clip_on=True, bbox={"facecolor": "red", "alpha": 0.6, "pad": 1, "lw": 0})
         ax.set_axis_off()
         ax.set_title(f"{label}, {shots}-shot, episode {ep.index}", fontsize=8)
         path = out / f"query_{j}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        fig.savefig(path, dpi=100)
         plt.close(fig)
         paths.append(path)
     return paths
