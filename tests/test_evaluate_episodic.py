@@ -221,3 +221,51 @@ def test_box_source_selection(tmp_path, world):
                                                                 MethodSpec("student")]))
     with pytest.raises(ConfigError, match="no detector proposes the query boxes"):
         Evaluator(_config(world, None, tmp_path, "e", methods=[MethodSpec("teacher", teacher=HistTeacher())]))
+
+
+def test_feature_cache_resumes_and_is_keyed(tmp_path, paper_student, monkeypatch):
+    import mocha.evaluate.episodic as episodic
+
+    monkeypatch.setattr(episodic, "CHUNK", 4)  # 12 images → 3 chunks
+    data = make_paper_dataset(tmp_path / "p", "perseg", n_inst=4, per_inst=3)
+    cfg = _config(data, paper_student, tmp_path, "c", shots=[1])
+    calls = {"n": 0}
+
+    class Boom(RuntimeError):
+        pass
+
+    # interrupted in the second chunk: the first chunk's features are on disk
+    ev = Evaluator(cfg)
+    for mf in ev.methods:
+        orig = mf.method.features
+
+        def flaky(*a, _orig=orig, **k):
+            calls["n"] += 1
+            if calls["n"] > 3 * 4 + 1:  # 3 methods x 4 images of chunk 1, then fail
+                raise Boom()
+            return _orig(*a, **k)
+
+        mf.method.features = flaky
+    with pytest.raises(Boom):
+        ev.extract()
+    # resume: only chunks 2 and 3 are computed
+    ev = Evaluator(cfg)
+    calls["n"] = 0
+    for mf in ev.methods:
+        orig = mf.method.features
+        mf.method.features = lambda *a, _orig=orig, **k: (calls.__setitem__("n", calls["n"] + 1), _orig(*a, **k))[1]
+    ev.extract()
+    assert calls["n"] == 3 * 8
+    first = [ev.run_episode(mf, ev.episodes[1][0])[0] for mf in ev.methods]
+    # a complete cache: no method runs at all, same features and metrics
+    ev2 = Evaluator(cfg)
+    for mf in ev2.methods:
+        mf.method.features = lambda *a, **k: (_ for _ in ()).throw(AssertionError("cache miss"))
+    ev2.extract()
+    assert [ev2.run_episode(mf, ev2.episodes[1][0])[0] for mf in ev2.methods] == first
+    for a, b in zip(ev.methods, ev2.methods, strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a.query, b.query, strict=True))
+    assert all(torch.equal(a.det_boxes, b.det_boxes) for a, b in zip(ev.images, ev2.images, strict=True))
+    # other detector settings → other keys (recomputed); cache=False → nothing read
+    assert Evaluator(_config(data, paper_student, tmp_path, "c", conf=0.2)).images_key != ev.images_key
+    assert Evaluator(_config(data, paper_student, tmp_path, "c", cache=False)).cache.root is None

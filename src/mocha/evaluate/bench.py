@@ -41,7 +41,8 @@ def run_episodes(out_dir: Path, quick: bool = False) -> BenchResult:
             for n in (1, 1, many):  # the first run only warms up (imports, allocator)
                 cfg = EvalConfig(data=data, methods=[MethodSpec("student")], shots=[2], episodes=n,
                                  detector=tmp / "student.safetensors", imgsz=128, conf=0.001, max_det=max_det,
-                                 time_images=2, out=tmp / "runs", name=f"e{n}", plots=False, progress=False)
+                                 time_images=2, out=tmp / "runs", name=f"e{n}", plots=False, progress=False,
+                                 cache=False)
                 t0 = time.perf_counter()
                 report = evaluate(cfg)
                 first = n not in times and not rows and "warm" not in times

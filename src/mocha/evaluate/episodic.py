@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from mocha.errors import ConfigError, DataError
+from mocha.evaluate.cache import CHUNK, FeatureCache, digest, file_stamp, pack, records_digest, unpack
 from mocha.evaluate.learners import create_learner
 from mocha.evaluate.methods import Method, MethodSpec, build_method
 from mocha.evaluate.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
@@ -54,6 +55,7 @@ class EvalConfig:
     device: str | None = None
     plots: bool = True
     progress: bool = True
+    cache: bool = True  # per-image features on disk under <out>/.cache (resume; reuse across runs)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -175,6 +177,7 @@ class Evaluator:
         # A method whose weights are the box source's shares its object, so its query pass is one forward.
         explicit = load_box_source(config.detector, self.device) if config.detector else None
         self.box_source = explicit
+        box_id: Any = file_stamp(config.detector) if config.detector else None
         self.methods: list[MethodFeatures] = []
         for ms in config.methods:
             before = _rss_mb()
@@ -185,11 +188,36 @@ class Evaluator:
                 self.box_source = explicit = m.detector
             if self.box_source is None and m.detector is not None:
                 self.box_source = m.detector
+                box_id = self._identity(ms, m)
             self.methods.append(mf)
         if self.box_source is None and any(not mf.method.gt_queries for mf in self.methods):
             raise ConfigError("no detector proposes the query boxes: pass --detector (student weights or a bundle)")
         self.cmap = coarse_map(list(self.box_source.names), self.spec) if self.box_source is not None else None
         self.images: list[ImageData] = []
+        self.cache = FeatureCache(Path(config.out) / ".cache" if config.cache else None)
+        self.images_key = digest({"records": records_digest(self.records), "imgsz": config.imgsz, "conf": config.conf,
+                                  "iou": config.iou, "max_det": config.max_det, "box_source": box_id,
+                                  "data": str(Path(config.data).resolve())})
+        self.method_keys = []
+        for ms, mf in zip(config.methods, self.methods, strict=True):
+            ident = self._identity(ms, mf.method)
+            self.method_keys.append(None if ident is None else digest({"method": ident, "images": self.images_key,
+                                                                      "gt": mf.method.gt_queries}))
+
+    def _identity(self, spec: MethodSpec, method: Method) -> Any:
+        """What determines a method's features (None when it cannot be stated → not cached)."""
+        if spec.kind == "student":
+            return ["student", file_stamp(spec.detector or self.cfg.detector)]
+        if spec.kind == "mocha":
+            return ["mocha", file_stamp(spec.bundle)]
+        teacher = getattr(method, "teacher", None)
+        name, settings = getattr(teacher, "name", None), getattr(teacher, "settings", None)
+        if not isinstance(name, str) or not callable(settings):
+            return None
+        try:
+            return ["teacher", name, settings()]
+        except Exception:
+            return None
 
     def _learner_kw(self) -> dict[str, Any]:
         return {"fallback": self.cfg.fallback} if self.cfg.learner == "conditional" else {}
@@ -213,33 +241,67 @@ class Evaluator:
         return [self.spec.names[c] if c >= 0 else "object" for c in coarse.tolist()]
 
     def extract(self) -> None:
-        """Detect once per image, then embed GT + proposed boxes per method in one forward each."""
+        """Detect once per image, then embed GT + proposed boxes per method in one forward each.
+
+        Works in chunks of images; each chunk's detections and each method's features are cached on disk,
+        so an interrupted run resumes and a rerun (more episodes, another learner) skips the pass.
+        """
         from tqdm import tqdm
 
         from mocha.data.loader import DetectionDataset
 
         ds = DetectionDataset(self.records, self.cfg.imgsz)
-        for i in tqdm(range(len(ds)), desc="features", disable=not self.cfg.progress, leave=False):
-            raw, item = ds.load(i)
-            image = item["image"][None].to(self.device)
-            keep = item["instance"] >= 0
-            gt_boxes, gt_coarse, gt_inst = item["boxes"][keep], item["coarse"][keep], item["instance"][keep]
-            if self.box_source is not None:
-                det_boxes, det_conf, det_coarse = self._detect(image)
+        bar = tqdm(total=len(ds), desc="features", disable=not self.cfg.progress, leave=False)
+        for c0 in range(0, len(ds), CHUNK):
+            idx = list(range(c0, min(len(ds), c0 + CHUNK)))
+            images = self.cache.load(self.images_key, c0)
+            cached = [self.cache.load(k, c0) for k in self.method_keys]
+            todo = [j for j, c in enumerate(cached) if c is None]
+            fresh: dict[int, tuple[list[Tensor], list[Tensor]]] = {j: ([], []) for j in todo}
+            chunk_images: list[ImageData] = [] if images is None else _unpack_images(images)
+            if images is None or todo:
+                for n, i in enumerate(idx):
+                    raw, item = ds.load(i)
+                    image = item["image"][None].to(self.device)
+                    if images is None:
+                        chunk_images.append(self._image_data(image, item))
+                    im = chunk_images[n]
+                    gt_names, det_names = self._names(im.gt_coarse), self._names(im.det_coarse)
+                    for j in todo:
+                        method = self.methods[j].method
+                        if method.gt_queries:
+                            (sup,) = method.features(image, raw, item["letterbox"], [im.gt_boxes], [gt_names])
+                            qry = sup
+                        else:
+                            sup, qry = method.features(image, raw, item["letterbox"], [im.gt_boxes, im.det_boxes],
+                                                       [gt_names, det_names])
+                        fresh[j][0].append(sup)
+                        fresh[j][1].append(qry)
+                    bar.update(1)
+                if images is None:
+                    self.cache.save(self.images_key, c0, _pack_images(chunk_images))
             else:
-                det_boxes, det_conf, det_coarse = torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long)
-            self.images.append(ImageData(gt_boxes, gt_coarse, gt_inst, det_boxes, det_conf, det_coarse))
-            gt_names = self._names(gt_coarse)
-            for mf in self.methods:
-                if mf.method.gt_queries:
-                    (sup,) = mf.method.features(image, raw, item["letterbox"], [gt_boxes], [gt_names])
-                    mf.support.append(sup)
-                    mf.query.append(sup)
+                bar.update(len(idx))
+            self.images.extend(chunk_images)
+            for j, mf in enumerate(self.methods):
+                if j in fresh:
+                    sup, qry = fresh[j]
+                    (s_cat, s_n), (q_cat, q_n) = pack(sup), pack(qry)
+                    self.cache.save(self.method_keys[j], c0, {"sup": s_cat, "sup_n": s_n, "qry": q_cat, "qry_n": q_n})
                 else:
-                    sup, qry = mf.method.features(image, raw, item["letterbox"], [gt_boxes, det_boxes],
-                                                  [gt_names, self._names(det_coarse)])
-                    mf.support.append(sup)
-                    mf.query.append(qry)
+                    c = cached[j]
+                    sup, qry = unpack(c["sup"], c["sup_n"]), unpack(c["qry"], c["qry_n"])
+                mf.support.extend(sup)
+                mf.query.extend(qry)
+        bar.close()
+
+    def _image_data(self, image: Tensor, item: dict[str, Any]) -> ImageData:
+        keep = item["instance"] >= 0
+        if self.box_source is not None:
+            det = self._detect(image)
+        else:
+            det = (torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))
+        return ImageData(item["boxes"][keep].float(), item["coarse"][keep], item["instance"][keep], *det)
 
     def measure(self) -> None:
         """Time support and query passes per image (after a warm-up) and record peak memory per method."""
@@ -341,6 +403,22 @@ class Evaluator:
         return {"dataset": str(self.spec.path), "split": self.split, "episodes": self.cfg.episodes,
                 "episodes_run": {str(s): len(e) for s, e in self.episodes.items()},
                 "device": str(self.device), "results": results}
+
+
+_IMAGE_FIELDS = ("gt_boxes", "gt_coarse", "gt_instance", "det_boxes", "det_conf", "det_coarse")
+
+
+def _pack_images(images: list[ImageData]) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    for f in _IMAGE_FIELDS:
+        out[f], out[f"{f}_n"] = pack([getattr(im, f) for im in images])
+    return out
+
+
+def _unpack_images(t: dict[str, Tensor]) -> list[ImageData]:
+    cols = {f: unpack(t[f], t[f"{f}_n"]) for f in _IMAGE_FIELDS}
+    return [ImageData(*(cols[f][k].reshape(-1, 4) if f.endswith("boxes") else cols[f][k].reshape(-1)
+                        for f in _IMAGE_FIELDS)) for k in range(len(cols["gt_boxes"]))]
 
 
 def summarize(rows: list[dict[str, float]], mf: MethodFeatures) -> dict[str, float]:
