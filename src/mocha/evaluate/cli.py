@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
         project: Path = typer.Option(Path("runs/evaluate"), help="parent folder of runs"),
         device: str = typer.Option("", help="'' = CUDA if present else cpu"),
         plots: bool = typer.Option(True, help="write plots/"),
+        cache: bool = typer.Option(True, help="keep per-image features under <project>/.cache (resume, reruns)"),
     ) -> None:
         """Episodic few-shot evaluation of one or more methods on the same detector boxes.
 
@@ -64,6 +65,7 @@ def register(app: typer.Typer) -> None:
             data=data, methods=specs, shots=parse_shots(shots), episodes=episodes, seed=seed, split=split,
             detector=detector, imgsz=imgsz, conf=conf, iou=iou, max_det=max_det, learner=learner,
             fallback=fallback, time_images=time_images, out=project, name=name, device=device or None, plots=plots,
+            cache=cache,
         ))
         typer.echo(markdown(report))
         typer.echo(f"run folder: {report['run_dir']}")

@@ -5,7 +5,8 @@
    proposed boxes (query features); `teacher-gt` embeds only the GT boxes, which are also its query boxes.
    Image features do not depend on the episode, so they are computed once and reused by every episode.
 3. Each episode enrols its support instances in a fresh learner and relabels all query boxes in one
-   `predict` call; metrics (mocha.evaluate.metrics) are averaged over episodes (mean ± std).
+   `predict` call; metrics (mocha.evaluate.metrics) are averaged over episodes (mean ± std). The query
+   ground truth is the boxes of the episode's enrolled instances (other boxes are not scored).
 4. Time per image of a support pass and of a query pass (as a user would run them: query = detect + embed),
    after a warm-up, on the first `time_images` images; peak memory (RSS on CPU, CUDA peak on GPU).
 """
@@ -385,8 +386,8 @@ class Evaluator:
         """Feature pass, timing, all episodes; returns the report dict (metrics in percent)."""
         from tqdm import tqdm
 
+        self.measure()  # first, so peak memory is not inflated by the stored features
         self.extract()
-        self.measure()
         results: dict[str, Any] = {}
         self.examples: dict[str, Any] = {}
         for shots, eps in self.episodes.items():
