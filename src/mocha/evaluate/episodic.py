@@ -103,10 +103,14 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def coarse_map(detector_names: list[str], spec: Any) -> np.ndarray:
-    """Detector class index → dataset coarse id (-1 when the dataset lacks it); error if the dataset's
-    instances use a coarse class the detector does not know."""
-    used = sorted({info.coarse for info in spec.instances.values()})
+def coarse_map(detector_names: list[str], spec: Any, records: Any = None) -> np.ndarray:
+    """Detector class index → dataset coarse id (-1 when the dataset lacks it); error if the instances of the
+    evaluated split (all instances when `records` is None) use a coarse class the detector does not know."""
+    if records is None:
+        used = sorted({info.coarse for info in spec.instances.values()})
+    else:
+        ids = {int(i) for r in records for i in r.instance.tolist() if i >= 0}
+        used = sorted({spec.coarse_of(i) for i in ids})
     lookup = {n: i for i, n in enumerate(detector_names)}
     missing = [spec.names[c] for c in used if spec.names[c] not in lookup]
     if missing:
@@ -193,7 +197,9 @@ class Evaluator:
             self.methods.append(mf)
         if self.box_source is None and any(not mf.method.gt_queries for mf in self.methods):
             raise ConfigError("no detector proposes the query boxes: pass --detector (student weights or a bundle)")
-        self.cmap = coarse_map(list(self.box_source.names), self.spec) if self.box_source is not None else None
+        self.cmap = None
+        if self.box_source is not None:
+            self.cmap = coarse_map(list(self.box_source.names), self.spec, self.records)
         self.images: list[ImageData] = []
         self.cache = FeatureCache(Path(config.out) / ".cache" if config.cache else None)
         self.images_key = digest({"records": records_digest(self.records), "imgsz": config.imgsz, "conf": config.conf,
