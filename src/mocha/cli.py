@@ -36,7 +36,6 @@ VERB_MODULES = [
     "mocha.data.cli",
     "mocha.distill.cli",
     "mocha.evaluate.cli",
-    "mocha.evaluate.cli",
 ]
 
 for _name in VERB_MODULES:
