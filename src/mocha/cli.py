@@ -36,6 +36,8 @@ VERB_MODULES = [
     "mocha.data.cli",
     "mocha.distill.cli",
     "mocha.evaluate.cli",
+    "mocha.personalize.cli",
+    "mocha.export.cli",
 ]
 
 for _name in VERB_MODULES:

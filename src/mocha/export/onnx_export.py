@@ -1,0 +1,150 @@
+"""ONNX export of a bundle as two graphs, so instances can still be enrolled after export.
+
+    detector.onnx   images (1,3,S,S) float [0,1] → pred (1, 4+nc, A) decoded xywh + class scores (all anchors),
+                    p3, p4, p5 (the maps feeding the head)
+    embedder.onnx   p3, p4, p5 + boxes (N,4) xyxy letterboxed pixels → embeddings (N, d_t)
+                    (the exact box-mean pooling of mocha.student.pooling + the translator)
+    export.json     format, bundle digest/path, class names, imgsz, strides, dims, opset, versions
+
+NMS runs outside the graphs (the same ultralytics call as the PyTorch student), so both backends keep the
+same boxes. Prototypes are data (the gallery), not weights: enrol and detect work the same after export.
+The image size is fixed at export (the head's anchors are baked in); export again for another size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mocha.errors import ConfigError
+from mocha.io import atomic_dir
+from mocha.student.pooling import pool_level
+
+FORMAT = "mocha-onnx/1"
+log = logging.getLogger(__name__)
+
+
+class DetectorGraph(nn.Module):
+    """image → (decoded predictions of every anchor, P3, P4, P5)."""
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        feats, raw = self.student(images)
+        pred = raw[0] if isinstance(raw, tuple) else raw
+        return (pred, *feats)
+
+
+class LinearTranslator(nn.Module):
+    """The translator with its attention written as the linear map it is (each region is a length-1
+    sequence, so softmax over one key is 1 and MHA(x,x,x) = out_proj(v_proj(x))). Same weights, exportable:
+    torch's fused attention kernel has no ONNX symbolic."""
+
+    def __init__(self, t: nn.Module) -> None:
+        super().__init__()
+        self.t = t
+        d = t.in_dim
+        self.register_buffer("w_v", t.attn.in_proj_weight[2 * d:].detach().clone())
+        b = t.attn.in_proj_bias
+        self.register_buffer("b_v", b[2 * d:].detach().clone() if b is not None else torch.zeros(d))
+
+    def forward(self, f: Tensor) -> Tensor:
+        t = self.t
+        x = (f - t.mu) / t.sigma.clamp_min(1e-5)
+        a = t.attn.out_proj(torch.nn.functional.linear(x, self.w_v, self.b_v))
+        x = x + t.norm1(a)
+        x = x + t.norm2(t.ffn(x))
+        return t.proj(x)
+
+
+class EmbedderGraph(nn.Module):
+    """(P3, P4, P5, boxes of the one image) → translated region embeddings."""
+
+    def __init__(self, translator: nn.Module, strides: tuple[int, ...]) -> None:
+        super().__init__()
+        self.translator = LinearTranslator(translator)
+        self.strides = tuple(float(s) for s in strides)
+
+    def forward(self, p3: Tensor, p4: Tensor, p5: Tensor, boxes: Tensor) -> Tensor:
+        idx = torch.zeros(boxes.shape[0], dtype=torch.long, device=boxes.device)
+        pooled = [pool_level(f, boxes, idx, s) for f, s in zip((p3, p4, p5), self.strides, strict=True)]
+        return self.translator(torch.cat(pooled, 1))
+
+
+def default_imgsz(bundle: Any) -> int:
+    return int((bundle.config or {}).get("imgsz", 640))
+
+
+def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = None, opset: int = 17) -> Path:
+    """Export `bundle_path` to the folder `out` (written atomically); returns `out`."""
+    import onnx
+
+    from mocha.distill.bundle import load_bundle, versions
+
+    bundle = load_bundle(bundle_path, device="cpu")
+    imgsz = int(imgsz or default_imgsz(bundle))
+    if imgsz <= 0 or imgsz % 32:
+        raise ConfigError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
+    student, translator = bundle.student.eval(), bundle.translator.eval()
+    if len(student.strides) != 3:
+        raise ConfigError(f"export expects a 3-level student (P3/P4/P5), got strides {student.strides}")
+    x = torch.zeros(1, 3, imgsz, imgsz)
+    with torch.no_grad():
+        feats, _ = student(x)
+    s = float(imgsz)
+    boxes = torch.tensor([[0.0, 0.0, s, s], [s * 0.25, s * 0.3, s * 0.6, s * 0.9], [1.0, 2.0, 9.0, 7.0]])
+    out = Path(out)
+    with atomic_dir(out) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter warns about traced shapes we fix on purpose
+        torch.onnx.export(
+            DetectorGraph(student), (x,), str(tmp / "detector.onnx"), dynamo=False, opset_version=opset,
+            input_names=["images"], output_names=["pred", "p3", "p4", "p5"], do_constant_folding=True,
+        )
+        torch.onnx.export(
+            EmbedderGraph(translator, student.strides), (*feats, boxes), str(tmp / "embedder.onnx"), dynamo=False,
+            opset_version=opset, input_names=["p3", "p4", "p5", "boxes"], output_names=["embeddings"],
+            dynamic_axes={"boxes": {0: "n"}, "embeddings": {0: "n"}}, do_constant_folding=True,
+        )
+        for name in ("detector.onnx", "embedder.onnx"):
+            onnx.checker.check_model(str(tmp / name))
+        meta = {
+            "format": FORMAT,
+            "bundle_digest": bundle.digest,
+            "bundle_path": str(Path(bundle.path).resolve()) if bundle.path else None,
+            "names": list(student.names),
+            "imgsz": imgsz,
+            "strides": list(student.strides),
+            "feature_dims": list(student.feature_dims),
+            "dim": bundle.dim,
+            "opset": opset,
+            "versions": {**versions(), "onnx": onnx.__version__},
+        }
+        (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("exported %s → %s (imgsz %d)", bundle_path, out, imgsz)
+    return out
+
+
+def read_export_meta(path: str | Path) -> dict[str, Any]:
+    """export.json of an export folder (ConfigError when absent, malformed or incomplete)."""
+    path = Path(path)
+    meta_path = path / "export.json"
+    if not meta_path.exists():
+        raise ConfigError(f"{path}: not a mocha ONNX export (no export.json); run `mocha export --bundle ...`")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{meta_path}: invalid JSON ({exc})") from None
+    if meta.get("format") != FORMAT:
+        raise ConfigError(f"{meta_path}: unknown export format {meta.get('format')!r} (expected {FORMAT})")
+    for name in ("detector.onnx", "embedder.onnx"):
+        if not (path / name).exists():
+            raise ConfigError(f"{path}: export is missing {name}")
+    return meta
