@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,15 @@ class EvalConfig:
     cache: bool = True  # per-image features on disk under <out>/.cache (resume; reuse across runs)
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["methods"] = [{k: (str(v) if isinstance(v, Path) or (k == "teacher" and v is not None and not
-                                                                   isinstance(v, str)) else v)
-                         for k, v in asdict(m).items()} for m in self.methods]
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
+        """JSON-safe copy (paths and teacher objects as strings)."""
+
+        def plain(v: Any) -> Any:
+            return v if v is None or isinstance(v, bool | int | float | str | list) else str(v)
+
+        d = {f.name: plain(getattr(self, f.name)) for f in fields(self) if f.name != "methods"}
+        d["methods"] = [{k: plain(getattr(m, k)) for k in ("kind", "name", "detector", "bundle", "teacher")}
+                        for m in self.methods]
+        return d
 
 
 @dataclass
