@@ -496,7 +496,9 @@ def tune_min_similarity(
             if np.isfinite(m):
                 maps.append(m)
         table.append({"min_similarity": t, "strict_map": float(np.mean(maps)) if maps else float("nan")})
-    best = max(table, key=lambda r: (np.nan_to_num(r["strict_map"], nan=-1.0), -abs(r["min_similarity"])))
+    scores = np.nan_to_num([r["strict_map"] for r in table], nan=-1.0)
+    ties = [r for r, m in zip(table, scores, strict=True) if m >= scores.max() - 1e-6]
+    best = ties[len(ties) // 2]  # the middle of the best plateau: robust to small shifts in similarity
     return {"min_similarity": best["min_similarity"], "strict_map": best["strict_map"], "calibration": cal,
             "table": table}
 

@@ -1,0 +1,187 @@
+"""Personalizer API on a freshly made tiny bundle: enroll (user / detector boxes), detect, open set, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mocha.errors import ConfigError, DataError
+from mocha.personalize.personalizer import (
+    DEFAULT_CALIBRATION,
+    Personalizer,
+    QueryImage,
+    calibrated,
+    fit_calibration,
+    tune_min_similarity,
+)
+
+NAMES = ["mug", "ball", "can"]
+IMGSZ = 256
+
+
+def make_bundle(path, seed: int = 0, imgsz: int = IMGSZ, dim: int = 32):
+    """A tiny random-weight bundle (YOLOv8n + a 448→dim translator) saved at `path`."""
+    from mocha.distill.bundle import save_bundle
+    from mocha.student.detector import Student
+    from mocha.student.translator import Translator
+
+    torch.manual_seed(seed)
+    return save_bundle(path, Student.create("yolov8n.yaml", names=NAMES).eval(), Translator(448, dim).eval(), None,
+                       {"imgsz": imgsz, "seed": seed})
+
+
+def scene(seed: int, h: int = 180, w: int = 240) -> np.ndarray:
+    """A smooth random image with a few coloured rectangles."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), rng.integers(40, 200, 3), np.uint8)
+    for _ in range(4):
+        x, y = rng.integers(0, w - 60), rng.integers(0, h - 60)
+        img[y:y + rng.integers(20, 60), x:x + rng.integers(20, 60)] = rng.integers(0, 255, 3)
+    return img
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("b") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    paths = []
+    for i in range(3):
+        p = d / f"img{i}.png"
+        Image.fromarray(scene(i)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_enroll_detect_persist_remove(bundle, images, tmp_path):
+    gpath = tmp_path / "me.gallery"
+    p = Personalizer.load(bundle, gallery=gpath, conf=0.0, max_det=20, enroll_conf=0.0)
+    rep = p.enroll("my mug", [images[0], images[1]], boxes=[[20, 30, 120, 150], None], coarse="mug")
+    assert [s["box_source"] for s in rep.shots] == ["user", "detector"]
+    assert rep.shots[0]["box"] == [20.0, 30.0, 120.0, 150.0] and rep.shots[1]["det_conf"] is not None
+    assert "your box" in rep.lines()[1] and "detector's best box" in rep.lines()[2]
+    # the detector's choice is its most confident 'mug' box
+    img1 = np.asarray(Image.open(images[1]))
+    from mocha.data.images import letterbox
+
+    lb_img, lb = letterbox(img1, IMGSZ)
+    dets, embs = p.engine.detect(lb_img, conf=0.0, max_det=300)
+    mugs = dets[dets[:, 5] == 0]
+    best = mugs[mugs[:, 4].argmax()]
+    assert np.allclose(rep.shots[1]["box"], lb.to_original(best[None, :4])[0], atol=1e-3)
+    # enrolling from a detection of image 2 and detecting image 2 names that very box (similarity 1)
+    d2 = p.detect(images[2])
+    assert len(d2) > 0 and all(n.startswith("unknown ") or n == "my mug" for n in d2.names)
+    box = d2.boxes[0]
+    p.enroll("ball thing", images[2], boxes=[box.tolist()], coarse=int(d2.coarse[0]))
+    r = p.detect(images[2])
+    assert r.names[0] == "ball thing" and r.similarity[0] == pytest.approx(1.0, abs=1e-4)
+    assert r.scores[0] == pytest.approx(r.det_scores[0] * r.instance_scores[0], rel=1e-5)
+    assert {i["name"] for i in p.instances()} == {"my mug", "ball thing"}
+    js = r.to_json()
+    json.dumps(js)
+    assert js["width"] == 240 and js["detections"][0]["name"] == "ball thing"
+    plotted = r.plot()
+    assert plotted.shape == r.image.shape and not np.array_equal(plotted, r.image)
+    p.close()
+    # reopen from the gallery alone: the bundle path is recorded there; nothing recomputed
+    with Personalizer.load(gallery=gpath, conf=0.0, max_det=20) as q:
+        r2 = q.detect(images[2])
+        assert r2.names == r.names and np.allclose(r2.similarity, r.similarity, equal_nan=True)
+        q.remove("ball thing")
+        with pytest.raises(ConfigError, match="unknown instance 'ball thing'"):
+            q.remove("ball thing")
+        assert q.detect(images[2]).names[0] != "ball thing"
+        assert [i["name"] for i in q.instances()] == ["my mug"]
+
+
+def test_open_set_threshold_and_calibration(bundle):
+    p = Personalizer.load(bundle, min_similarity=0.5)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 32)).astype(np.float32)
+    b -= a * (a @ b) / (a @ a)  # orthogonal to a
+    p.learner.add("A", 0, torch.as_tensor(a[None]))
+    p._protos = None
+    from mocha.data.images import Letterbox
+
+    lb = Letterbox(1.0, 0.0, 0.0, 100, 100, IMGSZ)
+    dets = np.array([[0, 0, 10, 10, 0.9, 0], [5, 5, 20, 20, 0.8, 0], [1, 1, 9, 9, 0.7, 2]], np.float32)
+    r = p.results(np.zeros((100, 100, 3), np.uint8), lb, dets, np.stack([a * 3, b, a]))
+    assert r.names == ["A", "unknown mug", "unknown can"]  # near / far / class without instances
+    assert r.similarity[0] == pytest.approx(1.0) and abs(r.similarity[1]) < 1e-5 and np.isnan(r.similarity[2])
+    assert r.instance_scores[1] == 0 and r.scores[1] == pytest.approx(0.8)
+    assert r.instance_scores[0] == pytest.approx(calibrated(np.array([1.0]), DEFAULT_CALIBRATION)[0])
+    r = p.results(np.zeros((100, 100, 3), np.uint8), lb, dets, np.stack([a * 3, b, a]), min_similarity=-0.5)
+    assert r.names[:2] == ["A", "A"]
+    assert calibrated(np.array([0.2, 0.5, 0.9]), {"slope": 10, "center": 0.5}).tolist() == pytest.approx(
+        [1 / (1 + np.exp(3)), 0.5, 1 / (1 + np.exp(-4))], rel=1e-5)
+
+
+def test_bad_input(bundle, images, tmp_path):
+    p = Personalizer.load(bundle, gallery=tmp_path / "g.gallery", enroll_conf=0.0)
+    with pytest.raises(ConfigError, match="name is empty"):
+        p.enroll("  ", images[0], boxes=[[0, 0, 10, 10]], coarse="mug")
+    with pytest.raises(DataError, match="img0.png: box .* outside the 240×180 image"):
+        p.enroll("x", images[0], boxes=[[0, 0, 300, 100]], coarse="mug")
+    with pytest.raises(DataError, match="not x1<x2"):
+        p.enroll("x", images[0], boxes=[[50, 0, 10, 100]], coarse="mug")
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(DataError, match="broken.jpg: unreadable"):
+        p.enroll("x", bad, coarse="mug")
+    with pytest.raises(DataError, match="broken.jpg"):
+        p.detect(bad)
+    with pytest.raises(ConfigError, match="unknown coarse class 'teapot'"):
+        p.enroll("x", images[0], coarse="teapot")
+    with pytest.raises(ConfigError, match="2 boxes for 1 images"):
+        p.enroll("x", images[0], boxes=[[0, 0, 5, 5], [0, 0, 5, 5]])
+    p.enroll("x", images[0], boxes=[[0, 0, 50, 50]], coarse="mug")
+    with pytest.raises(ConfigError, match="already enrolled.*append"):
+        p.enroll("x", images[1], boxes=[[0, 0, 50, 50]], coarse="mug")
+    with pytest.raises(ConfigError, match="enrolled as 'mug'"):
+        p.enroll("x", images[1], boxes=[[0, 0, 50, 50]], coarse="can", append=True)
+    p.enroll("x", images[1], boxes=[[0, 0, 50, 50]], append=True)
+    assert p.instances()[0]["shots"] == 2 and p.learner.shots("x") == 2
+    with pytest.raises(ConfigError, match="unknown instance 'nope'"):
+        p.remove("nope")
+    p.close()
+    # a gallery made with another bundle
+    other = make_bundle(tmp_path / "other", seed=1)
+    with pytest.raises(ConfigError, match="made with bundle .* not with"):
+        Personalizer.load(other, gallery=tmp_path / "g.gallery")
+
+
+def test_tune_min_similarity_picks_the_gap():
+    # two enrolled instances; right identities have similarity 0.8-0.9, wrong ones 0.2-0.4
+    rng = np.random.default_rng(0)
+    episodes = []
+    for _ in range(3):
+        qs = []
+        for k in (0, 1):
+            gt = np.array([[10, 10, 50, 50]], np.float32)
+            boxes = np.array([[10, 10, 50, 50], [60, 60, 90, 90]], np.float32)  # a hit and a background box
+            qs.append(QueryImage(boxes, np.array([0.9, 0.8]), np.array([k, 1 - k]),
+                                 np.array([rng.uniform(0.8, 0.9), rng.uniform(0.2, 0.4)], np.float32), gt,
+                                 np.array([k])))
+        # a wrong identity on a real object
+        qs.append(QueryImage(np.array([[10, 10, 50, 50]], np.float32), np.array([0.95]), np.array([1]),
+                             np.array([rng.uniform(0.2, 0.4)], np.float32), np.array([[10, 10, 50, 50]], np.float32),
+                             np.array([0])))
+        episodes.append(qs)
+    # a weak calibration lets the detector confidence dominate the ranking: only the threshold removes the
+    # confident wrong identity
+    out = tune_min_similarity(episodes, [[0, 1]] * 3, candidates=[0.0, 0.3, 0.5, 0.7, 0.95],
+                              calibration={"slope": 1.0, "center": 0.0})
+    table = {r["min_similarity"]: r["strict_map"] for r in out["table"]}
+    # instance 0 keeps one missed object per episode (AP 0.5), instance 1 is perfect once the wrong box is gone
+    assert 0.4 < out["min_similarity"] <= 0.7 and out["strict_map"] == pytest.approx(0.75, abs=0.01)
+    assert table[0.0] < table[0.5] and table[0.95] < table[0.5]
+    cal = fit_calibration(episodes)
+    assert cal["slope"] > 0 and 0.3 < cal["center"] < 0.9

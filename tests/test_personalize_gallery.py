@@ -1,0 +1,182 @@
+"""Gallery file: round trip, bundle tie, atomic updates under SIGKILL, WAL readers, locks, corrupt files, migration."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from mocha.errors import ConfigError
+from mocha.personalize.gallery import _SCHEMA_V1, SCHEMA_VERSION, Gallery, Support
+
+DIM = 8
+
+
+def sup(seed: int, source: str = "a.jpg") -> Support:
+    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return Support(source, f"{seed:064x}", [1.0, 2.0, 30.0, 40.0], "user", v)
+
+
+@pytest.fixture
+def gpath(tmp_path):
+    path = tmp_path / "me.gallery"
+    Gallery.create(path, "digestA", "/bundles/a", DIM).close()
+    return path
+
+
+def test_round_trip_prototype_and_remove(gpath):
+    with Gallery(gpath) as g:
+        assert g.schema_version == SCHEMA_VERSION and g.bundle_digest == "digestA" and g.dim == DIM
+        assert g.bundle_path == "/bundles/a" and len(g) == 0
+        g.add("mug", 0, "mug", [sup(1), sup(2, "b.jpg")])
+        g.add("dog", 3, "dog", [Support("d.jpg", "0" * 64, [0, 0, 5, 5], "detector", sup(3).embedding, 0.7)])
+        with pytest.raises(ConfigError, match="already enrolled.*append"):
+            g.add("mug", 0, "mug", [sup(4)])
+        with pytest.raises(ConfigError, match="enrolled as 'mug'"):
+            g.add("mug", 1, "ball", [sup(4)], append=True)
+        g.add("mug", 0, "mug", [sup(4)], append=True)
+    with Gallery(gpath) as g:  # persisted
+        assert g.names() == ["mug", "dog"]
+        mug = g.get("mug")
+        assert mug.shots == 3 and [s.source for s in mug.supports] == ["a.jpg", "b.jpg", "a.jpg"]
+        want = np.mean([sup(i).embedding for i in (1, 2, 4)], axis=0)
+        assert np.allclose(mug.prototype, want, atol=1e-6)
+        dog = g.get("dog")
+        assert dog.supports[0].box_source == "detector" and dog.supports[0].det_conf == pytest.approx(0.7)
+        g.remove("mug")
+        with pytest.raises(ConfigError, match="unknown instance 'mug'.*dog"):
+            g.remove("mug")
+        assert g.names() == ["dog"]
+        assert g._con.execute("SELECT COUNT(*) FROM supports").fetchone()[0] == 1
+        with pytest.raises(ConfigError, match="shape"):
+            g.add("x", 0, "mug", [Support("a", "0", [0, 0, 1, 1], "user", np.zeros(3, np.float32))])
+
+
+def test_bundle_tie_and_create_refuses_existing(gpath):
+    with Gallery(gpath) as g:
+        g.check_bundle("digestA")
+        with pytest.raises(ConfigError, match="made with bundle digestA.*not with digestB"):
+            g.check_bundle("digestB")
+    with pytest.raises(ConfigError, match="already exists"):
+        Gallery.create(gpath, "digestB", None, DIM)
+    with pytest.raises(ConfigError, match="gallery not found"):
+        Gallery(gpath.parent / "missing.gallery")
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"hello, this is not a database at all" * 20, b"SQLite format 3\x00" + b"\x07" * 500]
+)
+def test_corrupt_files_are_refused_untouched(tmp_path, content):
+    path = tmp_path / "bad.gallery"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match="not a gallery|corrupt"):
+        Gallery(path)
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.gallery"]
+
+
+def test_sqlite_but_not_a_gallery_is_untouched(tmp_path):
+    path = tmp_path / "other.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t(x)")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match="not a mocha gallery"):
+        Gallery(path)
+    assert path.read_bytes() == before
+
+
+def test_wal_reader_sees_old_state_while_a_writer_is_mid_transaction(gpath):
+    writer = Gallery(gpath)
+    writer.add("mug", 0, "mug", [sup(1)])
+    reader = Gallery(gpath)
+    con = writer._con
+    con.execute("BEGIN IMMEDIATE")
+    con.execute("DELETE FROM instances")
+    assert reader.names() == ["mug"]  # WAL: not blocked, sees the last commit
+    # a second writer times out with a clear message instead of hanging
+    other = Gallery(gpath, timeout=0.2)
+    with pytest.raises(ConfigError, match="locked by another process"):
+        other.add("dog", 3, "dog", [sup(2)])
+    con.execute("ROLLBACK")
+    other.add("dog", 3, "dog", [sup(2)])
+    assert reader.names() == ["mug", "dog"]
+    for g in (writer, reader, other):
+        g.close()
+
+
+def test_sigkill_mid_enroll_leaves_the_gallery_as_it_was(gpath):
+    with Gallery(gpath) as g:
+        g.add("mug", 0, "mug", [sup(1)])
+        before = g.get("mug").prototype
+    script = textwrap.dedent(
+        """
+        import sys, time
+        import numpy as np
+        from mocha.personalize import gallery as gm
+
+        real = gm.Gallery._insert_support
+        def slow(self, con, name, s):
+            real(self, con, name, s)
+            print("inside", flush=True)
+            time.sleep(120)
+        gm.Gallery._insert_support = slow
+        g = gm.Gallery(sys.argv[1])
+        v = np.ones(8, np.float32)
+        g.add("mug", 0, "mug", [gm.Support("x.jpg", "0", [0, 0, 1, 1], "user", v)], append=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(gpath)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "inside"
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with Gallery(gpath) as g:
+        assert g.names() == ["mug"]
+        mug = g.get("mug")
+        assert mug.shots == 1 and np.array_equal(mug.prototype, before)
+        assert g._con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        g.add("mug", 0, "mug", [sup(5)], append=True)  # and it is writable again
+        assert g.get("mug").shots == 2
+
+
+def test_migration_from_v1_and_refusing_newer(tmp_path):
+    path = tmp_path / "old.gallery"
+    con = sqlite3.connect(path)
+    con.executescript(_SCHEMA_V1)
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [("format", "mocha-gallery"), ("bundle_digest", "d"),
+                                                        ("bundle_path", ""), ("dim", str(DIM))])
+    v = np.arange(DIM, dtype=np.float32)
+    con.execute("INSERT INTO instances VALUES ('cup', 0, 'mug', ?, 't', 't')", (v.tobytes(),))
+    con.execute("INSERT INTO supports(instance, source, sha256, box, embedding, added) VALUES "
+                "('cup', 'a.jpg', 'h', '[0, 0, 4, 4]', ?, 't')", (v.tobytes(),))
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    with Gallery(path) as g:
+        assert g.schema_version == SCHEMA_VERSION
+        cup = g.get("cup")
+        assert cup.shots == 1 and cup.supports[0].box_source == "user" and np.array_equal(cup.prototype, v)
+        g._con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(ConfigError, match="newer than this mocha"):
+        Gallery(path)
+
+
+def test_settings_and_memory_gallery():
+    g = Gallery.create(":memory:", "d", None, DIM)
+    assert g.get_setting("min_similarity", 0.3) == 0.3
+    g.set_setting("min_similarity", 0.42)
+    assert g.get_setting("min_similarity") == 0.42
+    g.add("a", 1, "ball", [sup(1)])
+    assert [r.summary()["coarse"] for r in g.instances()] == ["ball"]
+    g.close()
