@@ -178,7 +178,7 @@ def test_tune_min_similarity_picks_the_gap():
     # a weak calibration lets the detector confidence dominate the ranking: only the threshold removes the
     # confident wrong identity
     out = tune_min_similarity(episodes, [[0, 1]] * 3, candidates=[0.0, 0.3, 0.5, 0.7, 0.95],
-                              calibration={"slope": 1.0, "center": 0.0})
+                              calibration={"slope": 0.01, "center": 0.0})
     table = {r["min_similarity"]: r["strict_map"] for r in out["table"]}
     # instance 0 keeps one missed object per episode (AP 0.5), instance 1 is perfect once the wrong box is gone
     assert 0.4 < out["min_similarity"] <= 0.7 and out["strict_map"] == pytest.approx(0.75, abs=0.01)
