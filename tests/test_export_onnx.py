@@ -1,0 +1,103 @@
+"""ONNX export: PyTorch vs onnxruntime parity (predictions, boxes, embeddings), enrolment after export, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mocha.cli import main
+from mocha.data.images import letterbox
+from mocha.errors import ConfigError
+from mocha.export.onnx_export import export_onnx, read_export_meta
+from mocha.export.onnx_runner import OnnxEngine
+from mocha.personalize.personalizer import Personalizer, TorchEngine
+from tests.test_personalize_api import IMGSZ, make_bundle, scene
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    bundle = make_bundle(root / "bundle")
+    return bundle, export_onnx(bundle, root / "onnx")
+
+
+def test_files_and_meta(exported):
+    bundle, out = exported
+    assert sorted(p.name for p in out.iterdir()) == ["detector.onnx", "embedder.onnx", "export.json"]
+    meta = read_export_meta(out)
+    b = json.loads((bundle / "bundle.json").read_text())
+    assert meta["bundle_digest"] == b["digest"] and meta["imgsz"] == IMGSZ and meta["dim"] == 32
+    assert meta["names"] == ["mug", "ball", "can"] and meta["strides"] == [8, 16, 32]
+
+
+def test_parity_with_pytorch(exported):
+    bundle, out = exported
+    pt, ox = TorchEngine.load(bundle, device="cpu"), OnnxEngine(out, threads=1)
+    import torch
+
+    for seed in (0, 1):
+        lb_img, _ = letterbox(scene(seed), IMGSZ)
+        with torch.no_grad():
+            feats, raw = pt.bundle.student(pt._tensor(lb_img))
+        pred, ofeats = ox.forward(lb_img)
+        ref = raw[0].numpy()
+        assert pred.shape == ref.shape
+        assert np.abs(pred - ref).max() <= 1e-3 * max(1.0, np.abs(ref).max())
+        for a, b in zip(ofeats, feats, strict=True):
+            assert np.allclose(a, b.numpy(), atol=1e-4, rtol=1e-3)
+        # embeddings at given boxes (enrolment with user boxes), including tiny and full-image boxes
+        boxes = np.array([[0, 0, IMGSZ, IMGSZ], [10.5, 20.25, 100, 180], [200, 30, 205, 33], [64, 64, 128, 96]],
+                         np.float32)
+        e_pt, e_ox = pt.embed(lb_img, boxes), ox.embed(lb_img, boxes)
+        assert e_pt.shape == e_ox.shape == (4, 32)
+        assert np.abs(e_pt - e_ox).max() <= 1e-3 * max(1.0, np.abs(e_pt).max())
+        # the full detect path: same boxes after NMS, same embeddings
+        d_pt, m_pt = pt.detect(lb_img, conf=0.0, max_det=50)
+        d_ox, m_ox = ox.detect(lb_img, conf=0.0, max_det=50)
+        assert len(d_pt) == len(d_ox) > 0
+        assert np.allclose(d_pt, d_ox, atol=1e-2)
+        assert np.abs(m_pt - m_ox).max() <= 1e-3 * max(1.0, np.abs(m_pt).max())
+    assert ox.embed(lb_img, np.zeros((0, 4), np.float32)).shape == (0, 32)
+
+
+def test_enroll_after_export_and_backends_agree(exported, tmp_path):
+    bundle, out = exported
+    gpath = tmp_path / "g.gallery"
+    img = scene(3)
+    with Personalizer.load(out, gallery=gpath, backend="onnx", conf=0.0, max_det=10) as p:
+        p.enroll("cup", img, boxes=[[30, 40, 120, 150]], coarse="mug")
+        r_ox = p.detect(img)
+        assert p.gallery.bundle_digest == read_export_meta(out)["bundle_digest"]
+    with Personalizer.load(gallery=gpath, conf=0.0, max_det=10) as p:  # torch, bundle path from the gallery
+        r_pt = p.detect(img)
+    assert r_pt.names == r_ox.names
+    assert np.allclose(r_pt.boxes, r_ox.boxes, atol=1e-2)
+    assert np.allclose(r_pt.similarity, r_ox.similarity, atol=1e-3, equal_nan=True)
+
+
+def test_bad_input(exported, tmp_path):
+    bundle, out = exported
+    with pytest.raises(ConfigError, match="needs its ONNX export folder"):
+        Personalizer.load(bundle, backend="onnx")
+    with pytest.raises(ConfigError, match="no export.json"):
+        OnnxEngine(tmp_path)
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        export_onnx(bundle, tmp_path / "x", imgsz=100)
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(ConfigError, match="exported for imgsz 256"):
+        Personalizer.load(out, backend="onnx", imgsz=320)
+    with pytest.raises(ConfigError, match="backend must be"):
+        Personalizer.load(bundle, backend="tflite")
+
+
+def test_cli_export(exported, tmp_path, monkeypatch):
+    bundle, _ = exported
+    monkeypatch.chdir(tmp_path)
+    main(["export", f"bundle={bundle}", "format=onnx", "imgsz=128"])
+    meta = read_export_meta(tmp_path / "runs/export/bundle")
+    assert meta["imgsz"] == 128
+    with pytest.raises(SystemExit) as e:
+        main(["export", f"bundle={bundle}", "format=tflite"])
+    assert e.value.code == 2
