@@ -1,0 +1,105 @@
+"""`mocha enroll`, `mocha gallery list|remove`, `mocha detect` over an image, a folder, a glob and a video."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mocha.cli import main
+from tests.test_personalize_api import make_bundle, scene
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    bundle = make_bundle(root / "bundle")
+    imgs = root / "imgs"
+    imgs.mkdir()
+    for i in range(3):
+        Image.fromarray(scene(i)).save(imgs / f"s{i}.jpg")
+    return root, bundle, imgs
+
+
+def run(args, capsys):
+    main(args)
+    return capsys.readouterr().out
+
+
+def fail(args, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_enroll_list_remove(setup, tmp_path, capsys):
+    root, bundle, imgs = setup
+    g = tmp_path / "me.gallery"
+    assert "give --bundle" in fail(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's0.jpg'}"], capsys)
+    out = run(["enroll", f"gallery={g}", f"bundle={bundle}", "name=cup", f"source={imgs / 's0.jpg'},{imgs / 's1.jpg'}",
+               "box=10,10,100,100;-", "coarse=mug", "conf=0.0"], capsys)
+    assert "your box" in out and "detector's best box" in out and "1 instance(s)" in out
+    err = fail(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's2.jpg'}", "box=1,1,50,50"], capsys)
+    assert "already enrolled" in err and "--append" in err
+    out = run(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's2.jpg'}", "box=1,1,50,50", "append=true"],
+              capsys)
+    assert "enrolled 'cup'" in out
+    assert "outside" in fail(["enroll", f"gallery={g}", "name=b", f"source={imgs / 's2.jpg'}", "box=0,0,999,50",
+                              "coarse=ball"], capsys)
+    assert "empty" in fail(["enroll", f"gallery={g}", "name= ", f"source={imgs / 's2.jpg'}", "box=0,0,9,9",
+                            "coarse=ball"], capsys)
+    assert "2 box(es) for 1 source" in fail(["enroll", f"gallery={g}", "name=b", f"source={imgs / 's2.jpg'}",
+                                             "box=0,0,9,9;1,1,5,5"], capsys)
+    out = run(["gallery", "list", f"gallery={g}"], capsys)
+    assert "cup" in out and "mug" in out and "3" in out
+    assert "unknown instance 'nope'" in fail(["gallery", "remove", f"gallery={g}", "name=nope"], capsys)
+    assert "removed 'cup'; 0 instance(s) left" in run(["gallery", "remove", f"gallery={g}", "name=cup"], capsys)
+    bad = tmp_path / "bad.gallery"
+    bad.write_bytes(b"garbage" * 10)
+    assert "not a gallery" in fail(["gallery", "list", f"gallery={bad}"], capsys)
+    assert bad.read_bytes() == b"garbage" * 10
+
+
+def test_detect_folder_glob_and_video(setup, tmp_path, capsys, monkeypatch):
+    import cv2
+
+    root, bundle, imgs = setup
+    monkeypatch.chdir(tmp_path)
+    g = tmp_path / "me.gallery"
+    run(["enroll", f"gallery={g}", f"bundle={bundle}", "name=cup", f"source={imgs / 's0.jpg'}", "box=10,10,100,100",
+         "coarse=mug"], capsys)
+    run(["detect", f"gallery={g}", f"source={imgs}", "save=true", "conf=0.0", "max_det=5"], capsys)
+    out = tmp_path / "runs/detect/exp"
+    assert sorted(p.name for p in out.iterdir()) == [f"s{i}.{e}" for i in range(3) for e in ("jpg", "json")]
+    js = json.loads((out / "s0.json").read_text())
+    assert js["width"] == 240 and len(js["detections"]) == 5
+    assert all(d["name"] == "cup" or d["name"].startswith("unknown ") for d in js["detections"])
+    run(["detect", f"gallery={g}", f"source={imgs}/s1*.jpg", "save=false", "conf=0.0", "max_det=5"], capsys)
+    assert sorted(p.name for p in (tmp_path / "runs/detect/exp2").iterdir()) == ["s1.json"]
+    # a short video
+    video = tmp_path / "clip.mp4"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (240, 180))
+    for i in range(4):
+        w.write(np.ascontiguousarray(scene(i % 3)[:, :, ::-1]))
+    w.release()
+    run(["detect", f"gallery={g}", f"source={video}", "name=vid", "conf=0.0", "max_det=3"], capsys)
+    vout = tmp_path / "runs/detect/vid"
+    assert sorted(p.name for p in vout.iterdir()) == ["clip.json", "clip.mp4"]
+    vj = json.loads((vout / "clip.json").read_text())
+    assert [f["frame"] for f in vj["frames"]] == [0, 1, 2, 3] and len(vj["frames"][0]["detections"]) == 3
+    cap = cv2.VideoCapture(str(vout / "clip.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    cap.release()
+    # bad inputs
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video")
+    assert "cannot decode video" in fail(["detect", f"gallery={g}", f"source={broken}", "name=bad"], capsys)
+    assert not (tmp_path / "runs/detect/bad/broken.json").exists()
+    assert "source not found" in fail(["detect", f"gallery={g}", "source=nope.jpg"], capsys)
+    assert "matches no files" in fail(["detect", f"gallery={g}", "source=zzz/*.png"], capsys)
+    assert "gallery not found" in fail(["detect", "gallery=missing.gallery", f"source={imgs}"], capsys)
+    other = make_bundle(tmp_path / "other", seed=1)
+    assert "made with bundle" in fail(["detect", f"gallery={g}", f"source={imgs}", f"bundle={other}"], capsys)
