@@ -111,12 +111,13 @@ def load_engine(path: str | Path, backend: str = "torch", device: str | None = N
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def read_source(image: Any) -> tuple[np.ndarray, str, str]:
-    """(RGB uint8 image, source label, sha256 of the file or pixels) from a path, an array or a PIL image."""
+def read_source(image: Any, digest: bool = True) -> tuple[np.ndarray, str, str]:
+    """(RGB uint8 image, source label, sha256 of the file or pixels; "" unless `digest`) from a path, an array
+    or a PIL image."""
     if isinstance(image, (str, Path)):
         path = Path(image)
         img = load_image(path)
-        return img, str(path), file_sha256(path)
+        return img, str(path), file_sha256(path) if digest else ""
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL image
         image = np.asarray(image.convert("RGB"))
     if isinstance(image, np.ndarray):
@@ -127,7 +128,7 @@ def read_source(image: Any) -> tuple[np.ndarray, str, str]:
                 image = (image * 255.0).round()
             image = np.clip(image, 0, 255).astype(np.uint8)
         image = np.ascontiguousarray(image)
-        return image, "<array>", hashlib.sha256(image.tobytes()).hexdigest()
+        return image, "<array>", hashlib.sha256(image.tobytes()).hexdigest() if digest else ""
     raise DataError(f"cannot read an image from {type(image).__name__}; give a path, an RGB array or a PIL image")
 
 
@@ -380,7 +381,7 @@ class Personalizer:
 
     def detect(self, source: Any, conf: float | None = None, min_similarity: float | None = None) -> Results:
         """Detect and name enrolled instances in one image (path, RGB array or PIL image)."""
-        img, label, _ = read_source(source)
+        img, label, _ = read_source(source, digest=False)
         lb_img, lb = letterbox(img, self.engine.imgsz)
         dets, embs = self.engine.detect(lb_img, conf=self.conf if conf is None else conf, iou=self.iou,
                                         max_det=self.max_det)

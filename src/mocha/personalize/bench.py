@@ -1,0 +1,192 @@
+"""`mocha bench latency`: per-image CPU latency at 640×640 of plain detection, personalized detection in
+PyTorch and personalized detection in onnxruntime.
+
+Each runtime is timed in its own clean subprocess (torch and onnxruntime in one process fight over the
+cores) with the same explicit thread count, after warm-up; the median of ≥ 20 images is kept, and the
+three workers run in interleaved rounds (the best round's median counts: the machine is shared).
+Every mode starts from the original RGB image (letterbox and mapping back included). Keys:
+`personalize_overhead` = personalized PyTorch / plain − 1 (target ≤ 0.15) and `onnx_speedup` =
+personalized PyTorch / personalized onnxruntime (target ≥ 1.3).
+
+Model: the bundle in $MOCHA_BENCH_BUNDLE (conf 0.1, up to 300 boxes, as the SPEC's protocol), else a fresh
+random-weight YOLOv8n + 448→512 translator bundle; a random detector's scores are meaningless, so then the
+confidence threshold lets its 300 most confident anchors into NMS and up to 100 boxes out — a cluttered
+scene, the costly case for personalization (`clutter_conf`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mocha.bench.core import BenchResult
+
+IMGSZ = 640
+MODES = ("plain", "torch", "onnx")
+NAMES = ["mug", "bottle", "ball", "book", "box", "can", "shoe", "toy"]
+
+
+def bench_image() -> np.ndarray:
+    """A real photo (scikit-image's coffee, 600×400), letterboxed inside each timed call."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.coffee())
+
+
+def prepare(work: Path, bundle: Path | None) -> dict[str, Any]:
+    """Bundle (given or fresh), its ONNX export and a gallery of 5 instances; returns worker settings."""
+    import torch
+
+    from mocha.export.onnx_export import export_onnx
+    from mocha.personalize.personalizer import Personalizer
+
+    settings: dict[str, Any] = {"conf": 0.1, "max_det": 300}
+    if bundle is None:
+        from mocha.distill.bundle import save_bundle
+        from mocha.student.detector import Student
+        from mocha.student.translator import Translator
+
+        torch.manual_seed(0)
+        bundle = save_bundle(work / "bundle", Student.create("yolov8n.yaml", names=NAMES).eval(),
+                             Translator(448, 512).eval(), None, {"imgsz": IMGSZ, "note": "latency benchmark"})
+        settings = {"conf": clutter_conf(bundle, bench_image()), "max_det": 100}
+    onnx = export_onnx(bundle, work / "onnx", imgsz=IMGSZ)
+    gallery = work / "bench.gallery"
+    img = bench_image()
+    h, w = img.shape[:2]
+    with Personalizer.load(bundle, gallery, imgsz=IMGSZ) as p:
+        for k in range(5):  # five personal instances of two coarse classes
+            x = 40 + 90 * k
+            p.enroll(f"instance{k}", img, boxes=[[x, 60, min(w, x + 120), min(h, 300)]], coarse=k % 2)
+    return {"bundle": str(bundle), "onnx": str(onnx), "gallery": str(gallery), **settings}
+
+
+def clutter_conf(bundle: Path, img: np.ndarray, candidates: int = 300) -> float:
+    """Confidence threshold that lets `candidates` anchors of a random-weight detector into NMS on `img`.
+
+    Random class scores are all about equal, so conf 0 would feed all 8400 anchors to NMS (~100 ms here)
+    and time NMS rather than the model; a threshold at the 300th score gives a busy but plausible scene."""
+    import torch
+
+    from mocha.data.images import letterbox
+    from mocha.personalize.personalizer import TorchEngine
+
+    engine = TorchEngine.load(bundle, device="cpu", imgsz=IMGSZ)
+    with torch.inference_mode():
+        _, raw = engine.bundle.student(engine._tensor(letterbox(img, IMGSZ)[0]))
+    scores = raw[0][0, 4:].amax(0).sort(descending=True).values
+    return float(scores[min(candidates, len(scores) - 1)])
+
+
+def _worker(argv: list[str]) -> None:
+    """One runtime in a clean process: prints {"times_ms": [...], "boxes": n}."""
+    ap = argparse.ArgumentParser()
+    for key in ("mode", "bundle", "onnx", "gallery"):
+        ap.add_argument(f"--{key}", required=True)
+    ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--conf", type=float, default=0.1)
+    ap.add_argument("--max-det", type=int, default=300)
+    a = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(a.threads)
+    from mocha.data.images import letterbox
+    from mocha.personalize.personalizer import Personalizer
+
+    img = bench_image()
+    kw = {"conf": a.conf, "max_det": a.max_det, "threads": a.threads, "imgsz": IMGSZ, "device": "cpu"}
+    if a.mode == "onnx":
+        p = Personalizer.load(a.onnx, a.gallery, backend="onnx", **kw)
+    else:
+        p = Personalizer.load(a.bundle, a.gallery, **kw)
+    engine = p.engine
+
+    def plain() -> int:
+        lb_img, lb = letterbox(img, IMGSZ)
+        dets = engine.detect_plain(lb_img, conf=a.conf, max_det=a.max_det)
+        lb.to_original(dets[:, :4])
+        return len(dets)
+
+    def personalized() -> int:
+        return len(p.detect(img))
+
+    fn = plain if a.mode == "plain" else personalized
+    with torch.inference_mode():
+        for _ in range(a.warmup):
+            fn()
+        times, boxes = [], 0
+        for _ in range(a.n):
+            t0 = time.perf_counter()
+            boxes = fn()
+            times.append((time.perf_counter() - t0) * 1000)
+    print(json.dumps({"times_ms": times, "boxes": boxes}))
+
+
+def _run_worker(mode: str, setup: dict[str, Any], n: int, warmup: int, threads: int) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "mocha.personalize.bench", "--mode", mode, "--bundle", setup["bundle"],
+           "--onnx", setup["onnx"], "--gallery", setup["gallery"], "--n", str(n), "--warmup", str(warmup),
+           "--threads", str(threads), "--conf", str(setup["conf"]), "--max-det", str(setup["max_det"])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"latency worker {mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(out_dir: Path, quick: bool = False) -> BenchResult:
+    """Time the three modes side by side; see the module docstring."""
+    from tqdm import tqdm
+
+    threads = max(1, min(2, os.cpu_count() or 1))
+    n, warmup, rounds = (20, 2, 1) if quick else (25, 5, 3)
+    given = os.environ.get("MOCHA_BENCH_BUNDLE")
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    with tempfile.TemporaryDirectory(prefix="mocha-latency-") as tmp:
+        setup = prepare(Path(tmp), Path(given) if given else None)
+        with tqdm(total=rounds * len(MODES), desc="latency", unit="run") as bar:
+            for _ in range(rounds):
+                for mode in MODES:
+                    runs[mode].append(_run_worker(mode, setup, n, warmup, threads))
+                    bar.update(1)
+    rows, best = [], {}
+    for mode in MODES:
+        medians = [statistics.median(r["times_ms"]) for r in runs[mode]]
+        i = int(np.argmin(medians))
+        best[mode] = medians[i]
+        times = runs[mode][i]["times_ms"]
+        rows.append({"mode": {"plain": "plain detection (PyTorch)", "torch": "personalized (PyTorch)",
+                              "onnx": "personalized (onnxruntime)"}[mode],
+                     "median_ms": round(medians[i], 2), "p90_ms": round(float(np.percentile(times, 90)), 2),
+                     "round_medians_ms": [round(m, 1) for m in medians], "images": len(times),
+                     "boxes_per_image": runs[mode][i]["boxes"], "threads": threads})
+    summary = {
+        "personalize_overhead": round(best["torch"] / best["plain"] - 1, 4),
+        "onnx_speedup": round(best["torch"] / best["onnx"], 3),
+        "plain_ms": round(best["plain"], 2),
+        "personalized_torch_ms": round(best["torch"], 2),
+        "personalized_onnx_ms": round(best["onnx"], 2),
+        "imgsz": IMGSZ,
+        "bundle": given or "fresh random-weight YOLOv8n + translator 448→512",
+        "conf": round(float(setup["conf"]), 6),
+        "max_det": setup["max_det"],
+    }
+    notes = (f"CPU, {threads} threads per runtime, each runtime in its own process, {warmup} warm-up + {n} timed "
+             f"images per round, best of {rounds} round medians; 5 enrolled instances; image 600×400 → 640×640.")
+    return BenchResult("latency", rows, summary,
+                       targets={"personalize_overhead": "<= 0.15", "onnx_speedup": ">= 1.3"}, notes=notes)
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1:])
