@@ -103,3 +103,22 @@ def test_detect_folder_glob_and_video(setup, tmp_path, capsys, monkeypatch):
     assert "gallery not found" in fail(["detect", "gallery=missing.gallery", f"source={imgs}"], capsys)
     other = make_bundle(tmp_path / "other", seed=1)
     assert "made with bundle" in fail(["detect", f"gallery={g}", f"source={imgs}", f"bundle={other}"], capsys)
+
+
+def test_gallery_tune_on_a_tiny_world(setup, tmp_path, capsys):
+    from mocha.data.world import generate_world
+    from mocha.personalize.gallery import Gallery
+    from mocha.personalize.personalizer import Personalizer
+
+    world = generate_world(tmp_path / "world", size="tiny", seed=0, progress=False)
+    bundle = make_bundle(tmp_path / "wb", imgsz=128)  # class names differ from the world's: only ids matter
+    g = tmp_path / "t.gallery"
+    Personalizer.load(bundle, g).close()
+    out = run(["gallery", "tune", f"gallery={g}", f"data={world}", "episodes=2", "conf=0.0"], capsys)
+    assert "chosen min_similarity" in out and out.count("strict mAP") >= 10
+    with Gallery(g) as gal:
+        chosen = gal.get_setting("min_similarity")
+        assert gal.get_setting("tuned_on")["episodes"] == 2 and set(gal.get_setting("calibration")) == {"slope",
+                                                                                                        "center"}
+    with Personalizer.load(gallery=g) as p:
+        assert p.min_similarity == chosen

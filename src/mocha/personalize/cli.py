@@ -192,7 +192,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(line)
             typer.echo(f"{gallery}: {len(p.gallery)} instance(s)")
 
-    gallery_app = typer.Typer(help="Inspect or edit a gallery: list | remove.", no_args_is_help=True)
+    gallery_app = typer.Typer(help="Inspect or edit a gallery: list | remove | tune.", no_args_is_help=True)
 
     @gallery_app.command("list")
     def gallery_list(gallery: Path = typer.Option(..., help="gallery file")) -> None:
@@ -214,6 +214,35 @@ def register(app: typer.Typer) -> None:
         with Gallery(gallery) as g:
             g.remove(name)
             typer.echo(f"removed {name!r}; {len(g)} instance(s) left")
+
+    @gallery_app.command("tune")
+    def gallery_tune(
+        gallery: Path = typer.Option(..., help="gallery file (its bundle is used)"),
+        data: Path = typer.Option(..., help="dataset YAML with episodes, e.g. mochaworld small"),
+        shots: int = typer.Option(1, help="support images per instance"),
+        episodes: int = typer.Option(20, help="episodes to tune on"),
+        seed: int = typer.Option(0, help="episode seed"),
+        conf: float = typer.Option(0.1, help="detector confidence for query boxes (SPEC protocol)"),
+        device: str = typer.Option("", help="'' = CUDA if present else cpu"),
+    ) -> None:
+        """Choose min_similarity (max strict mAP) and fit the score calibration on a dataset's episodes;
+        store both in the gallery (detect then uses them)."""
+        from mocha.personalize.gallery import Gallery
+        from mocha.personalize.personalizer import load_engine, tune_on_dataset
+
+        with Gallery(gallery) as g:
+            if not g.bundle_path:
+                raise ConfigError(f"{gallery}: gallery records no bundle path")
+            engine = load_engine(g.bundle_path, device=device or None)
+            g.check_bundle(engine.digest, g.bundle_path)
+            out = tune_on_dataset(engine, data, shots=shots, episodes=episodes, seed=seed, conf=conf)
+            g.set_setting("min_similarity", out["min_similarity"])
+            g.set_setting("calibration", out["calibration"])
+            g.set_setting("tuned_on", {k: out[k] for k in ("data", "split", "shots", "episodes", "seed", "conf")})
+        for row in out["table"]:
+            typer.echo(f"min_similarity {row['min_similarity']:+.2f}  strict mAP {row['strict_map']:.4f}")
+        typer.echo(f"chosen min_similarity {out['min_similarity']:+.2f} (strict mAP {out['strict_map']:.4f}), "
+                   f"calibration {out['calibration']} → stored in {gallery}")
 
     app.add_typer(gallery_app, name="gallery")
 
