@@ -2,8 +2,9 @@
 PyTorch and personalized detection in onnxruntime.
 
 Each runtime is timed in its own clean subprocess (torch and onnxruntime in one process fight over the
-cores) with the same explicit thread count, after warm-up; the median of ≥ 20 images is kept, and the
-three workers run in interleaved rounds (the best round's median counts: the machine is shared).
+cores) with the same explicit thread count, after warm-up; the three processes time one image each in
+turn (only one runs at a time), so load from other users of the machine hits all three alike; the median
+of 40 images (20 with --quick) per runtime is kept.
 Every mode starts from the original RGB image (letterbox and mapping back included). Keys:
 `personalize_overhead` = personalized PyTorch / plain − 1 (target ≤ 0.15) and `onnx_speedup` =
 personalized PyTorch / personalized onnxruntime (target ≥ 1.3).
@@ -18,7 +19,6 @@ anchors into NMS and up to 100 boxes out — a cluttered scene, the costly case 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -114,11 +114,11 @@ def clutter_conf(bundle: Path, img: np.ndarray, candidates: int = 300) -> float:
 
 
 def _worker(argv: list[str]) -> None:
-    """One runtime in a clean process: prints {"times_ms": [...], "boxes": n}."""
+    """One runtime in a clean process: load, warm up, print "ready"; then time one image per "time" line
+    read from stdin (prints "<ms> <boxes>") until "quit"."""
     ap = argparse.ArgumentParser()
     for key in ("mode", "bundle", "onnx", "gallery"):
         ap.add_argument(f"--{key}", required=True)
-    ap.add_argument("--n", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--conf", type=float, default=0.1)
@@ -151,23 +151,50 @@ def _worker(argv: list[str]) -> None:
     with torch.inference_mode():
         for _ in range(a.warmup):
             fn()
-        times, boxes = [], 0
-        for _ in range(a.n):
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() != "time":
+                break
             t0 = time.perf_counter()
             boxes = fn()
-            times.append((time.perf_counter() - t0) * 1000)
-    print(json.dumps({"times_ms": times, "boxes": boxes}))
+            print(f"{(time.perf_counter() - t0) * 1000:.4f} {boxes}", flush=True)
 
 
-def _run_worker(mode: str, setup: dict[str, Any], n: int, warmup: int, threads: int) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "mocha.personalize.bench", "--mode", mode, "--bundle", setup["bundle"],
-           "--onnx", setup["onnx"], "--gallery", setup["gallery"], "--n", str(n), "--warmup", str(warmup),
-           "--threads", str(threads), "--conf", str(setup["conf"]), "--max-det", str(setup["max_det"])]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    if proc.returncode != 0:
-        raise RuntimeError(f"latency worker {mode} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class _Worker:
+    """A runtime's subprocess, driven one image at a time."""
+
+    def __init__(self, mode: str, setup: dict[str, Any], warmup: int, threads: int) -> None:
+        cmd = [sys.executable, "-m", "mocha.personalize.bench", "--mode", mode, "--bundle", setup["bundle"],
+               "--onnx", setup["onnx"], "--gallery", setup["gallery"], "--warmup", str(warmup),
+               "--threads", str(threads), "--conf", str(setup["conf"]), "--max-det", str(setup["max_det"])]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        self.mode = mode
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self._expect("ready")
+
+    def _expect(self, what: str) -> str:
+        line = self.proc.stdout.readline()
+        if not line or (what and line.strip() != what):
+            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+            raise RuntimeError(f"latency worker {self.mode} failed: {line.strip()!r}\n{err[-3000:]}")
+        return line
+
+    def time(self) -> tuple[float, int]:
+        self.proc.stdin.write("time\n")
+        self.proc.stdin.flush()
+        ms, boxes = self._expect("").split()
+        return float(ms), int(boxes)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
 
 
 def run(out_dir: Path, quick: bool = False) -> BenchResult:
@@ -175,40 +202,42 @@ def run(out_dir: Path, quick: bool = False) -> BenchResult:
     from tqdm import tqdm
 
     threads = max(1, min(2, os.cpu_count() or 1))
-    n, warmup, rounds = (20, 2, 1) if quick else (25, 5, 3)
+    n, warmup = (20, 2) if quick else (40, 5)
     given = os.environ.get("MOCHA_BENCH_BUNDLE")
-    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    times: dict[str, list[float]] = {m: [] for m in MODES}
+    boxes: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="mocha-latency-") as tmp:
         setup = prepare(Path(tmp), Path(given) if given else None)
-        with tqdm(total=rounds * len(MODES), desc="latency", unit="run") as bar:
-            for _ in range(rounds):
-                for mode in MODES:
-                    runs[mode].append(_run_worker(mode, setup, n, warmup, threads))
-                    bar.update(1)
-    rows, best = [], {}
-    for mode in MODES:
-        medians = [statistics.median(r["times_ms"]) for r in runs[mode]]
-        i = int(np.argmin(medians))
-        best[mode] = medians[i]
-        times = runs[mode][i]["times_ms"]
-        rows.append({"mode": {"plain": "plain detection (PyTorch)", "torch": "personalized (PyTorch)",
-                              "onnx": "personalized (onnxruntime)"}[mode],
-                     "median_ms": round(medians[i], 2), "p90_ms": round(float(np.percentile(times, 90)), 2),
-                     "round_medians_ms": [round(m, 1) for m in medians], "images": len(times),
-                     "boxes_per_image": runs[mode][i]["boxes"], "threads": threads})
+        workers: list[_Worker] = []
+        try:
+            for mode in MODES:
+                workers.append(_Worker(mode, setup, warmup, threads))
+            for _ in tqdm(range(n), desc="latency", unit="round"):
+                for w in workers:  # one image per runtime in turn: load from other users hits all alike
+                    ms, boxes[w.mode] = w.time()
+                    times[w.mode].append(ms)
+        finally:
+            for w in workers:
+                w.close()
+    med = {m: statistics.median(times[m]) for m in MODES}
+    labels = {"plain": "plain detection (PyTorch)", "torch": "personalized (PyTorch)",
+              "onnx": "personalized (onnxruntime)"}
+    rows = [{"mode": labels[m], "median_ms": round(med[m], 2), "p10_ms": round(float(np.percentile(times[m], 10)), 2),
+             "p90_ms": round(float(np.percentile(times[m], 90)), 2), "images": len(times[m]),
+             "boxes_per_image": boxes[m], "threads": threads} for m in MODES]
     summary = {
-        "personalize_overhead": round(best["torch"] / best["plain"] - 1, 4),
-        "onnx_speedup": round(best["torch"] / best["onnx"], 3),
-        "plain_ms": round(best["plain"], 2),
-        "personalized_torch_ms": round(best["torch"], 2),
-        "personalized_onnx_ms": round(best["onnx"], 2),
+        "personalize_overhead": round(med["torch"] / med["plain"] - 1, 4),
+        "onnx_speedup": round(med["torch"] / med["onnx"], 3),
+        "plain_ms": round(med["plain"], 2),
+        "personalized_torch_ms": round(med["torch"], 2),
+        "personalized_onnx_ms": round(med["onnx"], 2),
         "imgsz": IMGSZ,
         "bundle": given or "fresh random-weight YOLOv8n + translator 448→512",
         "conf": round(float(setup["conf"]), 6),
         "max_det": setup["max_det"],
     }
-    notes = (f"CPU, {threads} threads per runtime, each runtime in its own process, {warmup} warm-up + {n} timed "
-             f"images per round, best of {rounds} round medians; 5 enrolled instances; image 600×400 → 640×640.")
+    notes = (f"CPU, {threads} threads per runtime, each runtime in its own process, {warmup} warm-up images, then "
+             f"{n} images per runtime taken in turn (one at a time); 5 enrolled instances; image 600×400 → 640×640.")
     return BenchResult("latency", rows, summary,
                        targets={"personalize_overhead": "<= 0.15", "onnx_speedup": ">= 1.3"}, notes=notes)
 

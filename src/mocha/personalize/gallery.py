@@ -142,7 +142,14 @@ class Gallery:
                 con.execute("PRAGMA journal_mode=WAL")  # persistent: stored in the file header
             finally:
                 con.close()
-            os.link(tmp, path)  # fails if someone created `path` meanwhile; never overwrites
+            try:
+                os.link(tmp, path)  # fails if someone created `path` meanwhile; never overwrites
+            except FileExistsError:
+                raise
+            except OSError:  # a filesystem without hard links: rename (tiny race with a concurrent creator)
+                if path.exists():
+                    raise FileExistsError(str(path)) from None
+                os.replace(tmp, path)
         except FileExistsError:
             raise ConfigError(f"{path}: a file already exists there; open it instead of creating a gallery") from None
         finally:

@@ -270,7 +270,8 @@ class Personalizer:
     def remove(self, name: str) -> None:
         """Forget an instance (ConfigError if unknown); nothing is retrained."""
         self.gallery.remove(name)
-        self.learner.remove(name)
+        if name in self.learner:  # absent when another process enrolled it after we loaded
+            self.learner.remove(name)
         self._protos = None
 
     def coarse_id(self, coarse: int | str) -> int:
