@@ -172,6 +172,16 @@ def test_migration_from_v1_and_refusing_newer(tmp_path):
         Gallery(path)
 
 
+def test_odd_file_names(tmp_path):
+    path = tmp_path / "my #1 gallery?.db"
+    Gallery.create(path, "d", None, DIM).close()
+    with Gallery(path) as g:
+        g.add("a", 0, "mug", [sup(1)])
+    with Gallery(path) as g:
+        assert g.names() == ["a"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [path.name]
+
+
 def test_settings_and_memory_gallery():
     g = Gallery.create(":memory:", "d", None, DIM)
     assert g.get_setting("min_similarity", 0.3) == 0.3

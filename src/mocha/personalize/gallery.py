@@ -159,7 +159,8 @@ class Gallery:
         return cls(path, timeout=timeout)
 
     def _connect(self, path: str | Path) -> sqlite3.Connection:
-        uri = str(path) if path == ":memory:" else f"file:{Path(path).resolve()}?mode=rw"
+        # mode=rw: never let SQLite create a missing file; as_uri() escapes spaces, '#', '?' in the path
+        uri = str(path) if path == ":memory:" else f"{Path(path).resolve().as_uri()}?mode=rw"
         try:
             con = sqlite3.connect(uri, timeout=self.timeout, isolation_level=None, uri=path != ":memory:",
                                   check_same_thread=False)
