@@ -101,3 +101,22 @@ def test_cli_export(exported, tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as e:
         main(["export", f"bundle={bundle}", "format=tflite"])
     assert e.value.code == 2
+
+
+def test_cli_detect_with_onnx_backend(exported, tmp_path, monkeypatch):
+    from PIL import Image
+
+    bundle, out = exported
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(scene(4)).save(tmp_path / "a.png")
+    main(["enroll", "gallery=g.gallery", f"bundle={bundle}", "name=cup", "source=a.png", "box=20,20,120,120",
+          "coarse=mug"])
+    main(["detect", "gallery=g.gallery", "source=a.png", "name=pt", "conf=0.0", "max_det=5", "save=false"])
+    main(["detect", "gallery=g.gallery", "source=a.png", "name=ox", "conf=0.0", "max_det=5", "save=false",
+          "backend=onnx", f"onnx={out}"])
+    pt = json.loads((tmp_path / "runs/detect/pt/a.json").read_text())["detections"]
+    ox = json.loads((tmp_path / "runs/detect/ox/a.json").read_text())["detections"]
+    assert [d["name"] for d in pt] == [d["name"] for d in ox] and len(pt) == 5
+    assert np.allclose([d["box"] for d in pt], [d["box"] for d in ox], atol=0.05)
+    with pytest.raises(SystemExit):
+        main(["detect", "gallery=g.gallery", "source=a.png", "backend=onnx"])
