@@ -65,14 +65,19 @@ def rewrite_argv(argv: list[str]) -> list[str]:
 
 
 # Boolean options across verbs that accept key=true/false.
-_BOOL_FLAGS = {"skip-bad", "overwrite", "fresh", "resume", "save", "append", "extract-missing", "skip-nonfinite"}
+_BOOL_FLAGS = {
+    "skip-bad", "overwrite", "fresh", "resume", "save", "append", "extract-missing", "skip-nonfinite",
+    "tensorboard", "plots", "cache", "quick",
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `mocha` console script."""
     args = rewrite_argv(list(sys.argv[1:] if argv is None else argv))
     try:
-        app(args=args, prog_name="mocha", standalone_mode=False)
+        rc = app(args=args, prog_name="mocha", standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            raise SystemExit(rc)
     except MochaError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
