@@ -38,6 +38,7 @@ VERB_MODULES = [
     "mocha.evaluate.cli",
     "mocha.personalize.cli",
     "mocha.export.cli",
+    "mocha.demo.cli",
 ]
 
 for _name in VERB_MODULES:
