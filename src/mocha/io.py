@@ -60,3 +60,21 @@ def write_text(path: str | Path, text: str) -> None:
     """Atomically write a text file."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def read_manifest(folder: str | Path, filename: str, fmt: str, what: str, hint: str = "") -> dict[str, Any]:
+    """Read `folder/filename` (JSON) and check its `format`; one ConfigError naming the file otherwise."""
+    from mocha.errors import ConfigError
+
+    folder = Path(folder)
+    path = folder / filename
+    if not path.exists():
+        raise ConfigError(f"{folder}: not a {what} (no {filename}){'; ' + hint if hint else ''}")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ConfigError(f"{path}: unknown {what} format {found!r} (expected {fmt})")
+    return meta

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from mocha.errors import ConfigError
-from mocha.io import atomic_dir
+from mocha.io import atomic_dir, read_manifest
 from mocha.student.detector import Student
 from mocha.student.translator import Translator
 
@@ -176,17 +176,7 @@ def save_bundle(
 
 def read_meta(path: str | Path) -> dict:
     """bundle.json of a bundle folder (ConfigError when absent or not a bundle)."""
-    path = Path(path)
-    meta_path = path / "bundle.json"
-    if not meta_path.exists():
-        raise ConfigError(f"{path}: not a mocha bundle (no bundle.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{meta_path}: invalid JSON ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{meta_path}: unknown bundle format {meta.get('format')!r} (expected {FORMAT})")
-    return meta
+    return read_manifest(path, "bundle.json", FORMAT, "mocha bundle")
 
 
 def load_translator(path: Path, cfg: dict) -> Translator:

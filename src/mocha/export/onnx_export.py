@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mocha.errors import ConfigError
-from mocha.io import atomic_dir
+from mocha.io import atomic_dir, read_manifest
 from mocha.student.pooling import pool_level
 
 FORMAT = "mocha-onnx/1"
@@ -135,15 +135,7 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
 def read_export_meta(path: str | Path) -> dict[str, Any]:
     """export.json of an export folder (ConfigError when absent, malformed or incomplete)."""
     path = Path(path)
-    meta_path = path / "export.json"
-    if not meta_path.exists():
-        raise ConfigError(f"{path}: not a mocha ONNX export (no export.json); run `mocha export --bundle ...`")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{meta_path}: invalid JSON ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise ConfigError(f"{meta_path}: unknown export format {meta.get('format')!r} (expected {FORMAT})")
+    meta = read_manifest(path, "export.json", FORMAT, "mocha ONNX export", "run `mocha export --bundle ...`")
     for name in ("detector.onnx", "embedder.onnx"):
         if not (path / name).exists():
             raise ConfigError(f"{path}: export is missing {name}")
