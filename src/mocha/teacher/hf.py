@@ -1,0 +1,129 @@
+"""Offline loading helpers shared by the transformers teachers: model lookup, device, dtype, revision.
+
+Nothing here downloads: a model is a local folder or a hub id already in the local Hugging Face cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mocha.errors import ConfigError
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".index.json")
+_CONFIG_SUFFIXES = (".json", ".jinja", ".txt", ".model")  # configs, tokenizer, chat template
+_CONFIG_MAX_BYTES = 64 << 20
+
+
+def _hub_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def resolve_model(model: str, kind: str) -> str:
+    """The local folder holding `model`: a folder path as is, or a hub id's snapshot in the local cache.
+
+    `kind` names the option in messages (e.g. "--model", "--clip-model"). Raises ConfigError when absent.
+    """
+    if not model or not str(model).strip():
+        raise ConfigError(f"{kind}: empty model; pass a hub id (e.g. llava-hf/llava-1.5-7b-hf) "
+                          "or model=/path/to/folder")
+    model = str(model).strip()
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{kind} {model}: folder has no config.json; pass a folder saved by save_pretrained "
+                              "or a Hugging Face hub snapshot")
+        return str(path.resolve())
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:  # a path, not an "org/name" hub id
+        raise ConfigError(f"{kind} {model}: no such folder; pass model=/path/to/folder (saved by save_pretrained) "
+                          "or a hub id already in the Hugging Face cache")
+    from huggingface_hub import snapshot_download
+
+    try:
+        snap = snapshot_download(model, local_files_only=True)
+    except Exception:  # not cached (LocalEntryNotFoundError), or not a valid repo id
+        snap = None
+    if snap and (Path(snap) / "config.json").is_file():
+        return str(Path(snap).resolve())
+    raise ConfigError(
+        f"{kind} {model}: not in the Hugging Face cache ({_hub_cache_dir()}) and not a local folder; "
+        f"download it on a machine with internet (`huggingface-cli download {model}`) and copy the cache, "
+        f"or pass model=/path/to/folder")
+
+
+def model_revision(folder: str) -> str:
+    """Which checkpoint: the snapshot commit for a hub-cache folder, else a digest of the folder's small config
+    files (config, generation, processor, tokenizer) and the names and sizes of its weight files."""
+    path = Path(folder)
+    if path.parent.name == "snapshots" and len(path.name) == 40:
+        return path.name
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if not f.is_file():
+            continue
+        if f.name.endswith(_WEIGHT_SUFFIXES):
+            h.update(f"{f.name}:{f.stat().st_size}\n".encode())
+        elif f.name.endswith(_CONFIG_SUFFIXES) and f.stat().st_size < _CONFIG_MAX_BYTES:
+            h.update(f"{f.name}:".encode() + hashlib.sha256(f.read_bytes()).digest())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """`device` as given, else CUDA when present, else the CPU."""
+    if device is None or str(device).strip() in ("", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(str(device).strip())
+    except RuntimeError as e:
+        raise ConfigError(f"--device: invalid device {device!r} ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine; use device=cpu")
+    return dev
+
+
+def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """Parse "float32" / "float16" / "bfloat16" (also "fp16", "bf16"); default float16 on CUDA, float32 on CPU."""
+    if dtype is None or str(dtype).strip() in ("", "auto"):
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ConfigError(f"--dtype: unsupported {dtype}; choose one of {', '.join(DTYPES)}")
+        return dtype
+    key = str(dtype).strip().lower().removeprefix("torch.")
+    key = {"fp32": "float32", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}.get(key, key)
+    if key not in DTYPES:
+        raise ConfigError(f"--dtype: unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    return DTYPES[key]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def check_positive(value: Any, kind: str) -> int:
+    """An integer option that must be >= 1."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{kind}: expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise ConfigError(f"{kind}: expected a positive integer, got {value!r}")
+    return n
+
+
+def json_safe(value: Any) -> Any:
+    """Round-trip through JSON so settings() is plain data (tuples → lists, etc.)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def model_label(model: str, folder: str) -> str:
+    """The model's name in settings(): the hub id, or "local:<folder name>" (the revision pins the content,
+    so moving a folder keeps the store key)."""
+    return f"local:{Path(folder).name}" if Path(str(model)).expanduser().is_dir() else str(model).strip()
