@@ -12,6 +12,7 @@ from mocha.teacher.base import Teacher, check_batch
 from mocha.teacher.hf import (
     check_positive,
     dtype_name,
+    load_pretrained,
     model_label,
     model_revision,
     pick_device,
@@ -24,7 +25,9 @@ def _image_size(processor: Any) -> Any:
     """The processor's final input size (crop size when it centre-crops, else its resize size)."""
     size = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
     size = size or getattr(processor, "size", None)
-    return dict(size) if hasattr(size, "items") else size
+    if size is None or isinstance(size, (int, float)):
+        return size
+    return {k: int(v) for k, v in dict(size).items() if v is not None}  # SizeDict / dict
 
 
 class ClipTeacher(Teacher):
@@ -48,8 +51,8 @@ class ClipTeacher(Teacher):
         folder = resolve_model(model, "--clip-model")
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
-        net = CLIPModel.from_pretrained(folder, dtype=dt, local_files_only=True).to(dev)
-        processor = CLIPImageProcessor.from_pretrained(folder, local_files_only=True)
+        net = load_pretrained(CLIPModel, folder, "--clip-model", dtype=dt).to(dev)
+        processor = load_pretrained(CLIPImageProcessor, folder, "--clip-model")
         return cls(net, processor, model_label(model, folder), model_revision(folder), dt, dev, batch_size)
 
     def settings(self) -> dict[str, Any]:

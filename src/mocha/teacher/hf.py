@@ -48,7 +48,9 @@ def resolve_model(model: str, kind: str) -> str:
 
     try:
         snap = snapshot_download(model, local_files_only=True)
-    except Exception:  # not cached (LocalEntryNotFoundError), or not a valid repo id
+    except Exception as e:  # not cached (LocalEntryNotFoundError), not a valid repo id, or a partial download
+        if type(e).__name__ == "IncompleteSnapshotError":
+            raise ConfigError(f"{kind} {model}: {e}") from None
         snap = None
     if snap and (Path(snap) / "config.json").is_file():
         return str(Path(snap).resolve())
@@ -60,7 +62,7 @@ def resolve_model(model: str, kind: str) -> str:
 
 def model_revision(folder: str) -> str:
     """Which checkpoint: the snapshot commit for a hub-cache folder, else a digest of the folder's small config
-    files (config, generation, processor, tokenizer) and the names and sizes of its weight files."""
+    files (config, generation, processor, tokenizer) and the names, sizes and sampled bytes of its weight files."""
     path = Path(folder)
     if path.parent.name == "snapshots" and len(path.name) == 40:
         return path.name
@@ -69,10 +71,22 @@ def model_revision(folder: str) -> str:
         if not f.is_file():
             continue
         if f.name.endswith(_WEIGHT_SUFFIXES):
-            h.update(f"{f.name}:{f.stat().st_size}\n".encode())
+            h.update(f"{f.name}:{f.stat().st_size}:".encode() + _sample_digest(f))
         elif f.name.endswith(_CONFIG_SUFFIXES) and f.stat().st_size < _CONFIG_MAX_BYTES:
             h.update(f"{f.name}:".encode() + hashlib.sha256(f.read_bytes()).digest())
     return "sha256:" + h.hexdigest()[:16]
+
+
+def _sample_digest(path: Path, chunk: int = 1 << 20) -> bytes:
+    """Digest of three 1 MiB samples (start, middle, end): tells re-trained weights of one architecture apart
+    without reading gigabytes."""
+    size = path.stat().st_size
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for at in sorted({0, max(0, size // 2 - chunk // 2), max(0, size - chunk)}):
+            f.seek(at)
+            h.update(f.read(chunk))
+    return h.digest()
 
 
 def pick_device(device: str | torch.device | None) -> torch.device:
@@ -124,6 +138,17 @@ def json_safe(value: Any) -> Any:
 
 
 def model_label(model: str, folder: str) -> str:
-    """The model's name in settings(): the hub id, or "local:<folder name>" (the revision pins the content,
-    so moving a folder keeps the store key)."""
-    return f"local:{Path(folder).name}" if Path(str(model)).expanduser().is_dir() else str(model).strip()
+    """The model's name in settings(): the hub id, also for a hub-cache snapshot folder given as a path; "local"
+    for any other folder, whose revision digest pins the content (renaming or moving it keeps the store key)."""
+    path = Path(folder)
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        return path.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return "local" if Path(str(model)).expanduser().is_dir() else str(model).strip()
+
+
+def load_pretrained(loader: Any, folder: str, kind: str, **kwargs: Any) -> Any:
+    """`loader.from_pretrained(folder, local_files_only=True, **kwargs)`; a broken folder → ConfigError."""
+    try:
+        return loader.from_pretrained(folder, local_files_only=True, **kwargs)
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{kind}: cannot load {loader.__name__} from {folder} ({type(e).__name__}: {e})") from None

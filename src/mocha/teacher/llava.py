@@ -27,6 +27,7 @@ from mocha.teacher.hf import (
     check_positive,
     dtype_name,
     json_safe,
+    load_pretrained,
     model_label,
     model_revision,
     pick_device,
@@ -108,8 +109,8 @@ class LlavaTeacher(Teacher):
         folder = resolve_model(model, "--model")
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
-        net = LlavaForConditionalGeneration.from_pretrained(folder, dtype=dt, local_files_only=True).to(dev)
-        processor = AutoProcessor.from_pretrained(folder, local_files_only=True)
+        net = load_pretrained(LlavaForConditionalGeneration, folder, "--model", dtype=dt).to(dev)
+        processor = load_pretrained(AutoProcessor, folder, "--model")
         return cls(net, processor, model_label(model, folder), model_revision(folder), dt, dev, decoding,
                    max_new_tokens, seed, prompt, batch_size)
 
@@ -147,16 +148,22 @@ class LlavaTeacher(Teacher):
             torch.manual_seed(self.seed)
             seqs = self.model.generate(**inputs, **self.generate_kwargs)
         n_new = generated_lengths(seqs[:, prompt_len:], self.eos_ids)  # (B,) >= 1
-        seqs = seqs[:, :prompt_len + int(n_new.max())]
-        mask = torch.cat([inputs["attention_mask"], torch.ones_like(seqs[:, prompt_len:])], dim=1)
+        n_max = int(n_new.max())
+        mask = torch.cat([inputs["attention_mask"], torch.ones_like(seqs[:, prompt_len:prompt_len + n_max - 1])], 1)
         positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate computes them
-        hidden = self.model.model(input_ids=seqs, pixel_values=inputs["pixel_values"], attention_mask=mask,
-                                  position_ids=positions, use_cache=False).last_hidden_state
-        # positions P-1 .. P+n-2 produced the n counted generated tokens
-        offs = torch.arange(hidden.shape[1] - prompt_len + 1, device=hidden.device)
-        keep = (offs[None, :] < n_new[:, None].to(hidden.device)).to(torch.float32)  # (B, T+1)
-        states = hidden[:, prompt_len - 1:].float()
-        return ((states * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)).cpu()
+        # Mirror generation: prefill image + prompt, then the generated tokens on its cache without the image
+        # (so a generated "<image>" token stays a plain token, as it was while generating).
+        base = self.model.model
+        pre = base(input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"],
+                   attention_mask=inputs["attention_mask"], position_ids=positions[:, :prompt_len], use_cache=True)
+        states = [pre.last_hidden_state[:, -1:]]  # position P-1 produced the first generated token
+        if n_max > 1:  # the last counted token produced nothing we average: positions P .. P+n_max-2
+            post = base(input_ids=seqs[:, prompt_len:prompt_len + n_max - 1], attention_mask=mask,
+                        position_ids=positions[:, prompt_len:], past_key_values=pre.past_key_values, use_cache=True)
+            states.append(post.last_hidden_state)
+        hidden = torch.cat(states, 1).float()  # (B, n_max, H)
+        keep = (torch.arange(n_max, device=hidden.device)[None, :] < n_new[:, None].to(hidden.device)).float()
+        return ((hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)).cpu()
 
     def to(self, device: str | torch.device) -> LlavaTeacher:
         self.device = pick_device(device)
