@@ -34,6 +34,7 @@ VERB_MODULES = [
     "mocha.student.cli",
     "mocha.data.world.cli",
     "mocha.data.cli",
+    "mocha.teacher.cli",
     "mocha.distill.cli",
     "mocha.evaluate.cli",
     "mocha.personalize.cli",
@@ -68,7 +69,7 @@ def rewrite_argv(argv: list[str]) -> list[str]:
 # Boolean options across verbs that accept key=true/false.
 _BOOL_FLAGS = {
     "skip-bad", "overwrite", "fresh", "resume", "save", "append", "extract-missing", "skip-nonfinite",
-    "tensorboard", "plots", "cache", "quick",
+    "tensorboard", "plots", "cache", "quick", "progress",
 }  # fmt: skip
 
 
