@@ -271,6 +271,10 @@ def test_llava_bad_options_raise_config_error(llava_dir: Path) -> None:
         create_teacher("llava", model="nobody/not-cached", decoding="nope")  # checked before any lookup
     with pytest.raises(ConfigError, match="--max-new-tokens"):
         _llava(llava_dir, max_new_tokens=0)
+    with pytest.raises(ConfigError, match="--text: not an option of the llava teacher"):
+        create_teacher("llava", model=str(llava_dir), text="a photo of {label}")
+    with pytest.raises(ConfigError, match="--prompt: not an option of the clip teacher"):
+        create_teacher("llava+clip", model=str(llava_dir), clip_model=str(llava_dir), clip_prompt="a %s")
     with pytest.raises(ConfigError, match="3 labels"):
         _llava(llava_dir).embed(CROPS[:2], LABELS[:3])
 

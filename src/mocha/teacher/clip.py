@@ -17,6 +17,7 @@ from mocha.teacher.hf import (
     model_revision,
     pick_device,
     pick_dtype,
+    reject_unknown,
     resolve_model,
 )
 
@@ -44,8 +45,9 @@ class ClipTeacher(Teacher):
 
     @classmethod
     def load(cls, model: str = "openai/clip-vit-base-patch32", device: str | torch.device | None = None,
-             dtype: str | torch.dtype | None = None, batch_size: int = 32) -> ClipTeacher:
+             dtype: str | torch.dtype | None = None, batch_size: int = 32, **unknown: Any) -> ClipTeacher:
         """Load a CLIP checkpoint from a local folder or the local Hugging Face cache (never downloads)."""
+        reject_unknown(unknown, "clip")
         from transformers import CLIPImageProcessor, CLIPModel
 
         folder = resolve_model(model, "--clip-model")

@@ -152,3 +152,10 @@ def load_pretrained(loader: Any, folder: str, kind: str, **kwargs: Any) -> Any:
         return loader.from_pretrained(folder, local_files_only=True, **kwargs)
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(f"{kind}: cannot load {loader.__name__} from {folder} ({type(e).__name__}: {e})") from None
+
+
+def reject_unknown(unknown: dict[str, Any], teacher: str) -> None:
+    """Options a teacher does not take (e.g. `text=` given to llava) → one ConfigError naming them."""
+    if unknown:
+        names = ", ".join("--" + k.replace("_", "-") for k in sorted(unknown))
+        raise ConfigError(f"{names}: not an option of the {teacher} teacher")

@@ -1,11 +1,15 @@
 """LLaVA text teacher: h_i = mean last-layer hidden state of the description LLaVA generates for a crop.
 
 Per batch of regions (SPEC "Teacher embeddings"):
-1. `generate` the descriptions, batched with left padding, under the chosen decoding preset (seeded).
-2. ONE forward pass of the base multimodal model (`LlavaForConditionalGeneration.model`, i.e. without the LM
-   head) over image + prompt + generated tokens. Its `last_hidden_state` is the output of the language model's
-   final RMSNorm after the last decoder layer: exactly the state the LM head turns into next-token logits, and
-   what transformers reports as `hidden_states[-1]`. Only that tensor is kept (no per-layer, per-step states).
+1. `generate` the descriptions, batched with left padding, under the chosen decoding preset. The RNG is
+   re-seeded with `seed` at every generate call (the caller's RNG state is restored), so sampled decodings
+   are reproducible for the same batch of regions; batch_size=1 makes each region independent of the others.
+2. Re-run the base multimodal model (`LlavaForConditionalGeneration.model`, i.e. without the LM head) over
+   the result the way generation saw it: one prefill of image + prompt, then one pass over the generated tokens
+   on its KV cache without the image (so a generated "<image>" token stays a plain token, as during
+   generation). Its `last_hidden_state` is the output of the language model's final RMSNorm after the last
+   decoder layer: exactly the state the LM head turns into next-token logits, and what transformers reports
+   as `hidden_states[-1]`. Only that tensor is kept (no per-layer, per-step states, no logits).
 3. Average, per region, the states at the positions that *produced* the generated tokens: with P the padded
    prompt length and n the number of generated tokens up to and including the first EOS (all of them when
    there is no EOS), positions P-1 … P+n-2 (the last prompt token, then every generated token except the
@@ -32,6 +36,7 @@ from mocha.teacher.hf import (
     model_revision,
     pick_device,
     pick_dtype,
+    reject_unknown,
     resolve_model,
 )
 
@@ -101,8 +106,9 @@ class LlavaTeacher(Teacher):
     @classmethod
     def load(cls, model: str = "llava-hf/llava-1.5-7b-hf", device: str | torch.device | None = None,
              dtype: str | torch.dtype | None = None, decoding: str = "reference", max_new_tokens: int = 300,
-             seed: int = 0, prompt: str | None = None, batch_size: int = 4) -> LlavaTeacher:
+             seed: int = 0, prompt: str | None = None, batch_size: int = 4, **unknown: Any) -> LlavaTeacher:
         """Load a LLaVA checkpoint from a local folder or the local Hugging Face cache (never downloads)."""
+        reject_unknown(unknown, "llava")
         from transformers import AutoProcessor, LlavaForConditionalGeneration
 
         decoding_kwargs(decoding, max_new_tokens)  # fail on bad options before loading gigabytes
