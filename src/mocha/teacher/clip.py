@@ -41,7 +41,7 @@ class ClipTeacher(Teacher):
         self.model, self.processor = model.eval(), processor
         self.model_id, self.revision, self.dtype, self.device = model_id, revision, dtype, device
         self.dim = int(model.config.projection_dim)
-        self.batch_size = check_positive(batch_size, "--clip-batch-size")
+        self.batch_size = check_positive(batch_size, "--batch-size")
 
     @classmethod
     def load(cls, model: str = "openai/clip-vit-base-patch32", device: str | torch.device | None = None,
