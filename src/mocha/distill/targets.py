@@ -42,13 +42,7 @@ def open_store(path: str | Path) -> Any:
     return EmbeddingStore.open(path)
 
 
-def _keys(store: Any, records: list[Any]) -> list[list[str]]:
-    from mocha.teacher.extract import record_keys
-
-    return [list(record_keys(rec)) for rec in records]
-
-
-def _missing(store: Any, keys: list[list[str]]) -> list[tuple[int, int]]:
+def _missing(store: Any, keys: list[list[bytes]]) -> list[tuple[int, int]]:
     return [(i, j) for i, ks in enumerate(keys) for j, k in enumerate(ks) if not store.has(k)]
 
 
@@ -57,15 +51,25 @@ def load_split_targets(
 ) -> list[Tensor] | None:
     """u' (n_i, d_t) per record; None when not `required` and the store lacks some of the split."""
     store = open_store(cfg.store)
-    keys = _keys(store, records)
+    pca_key = getattr(pca, "teacher_key", "")
+    if pca_key and pca_key != store.teacher_key:
+        raise ConfigError(
+            f"--pca {cfg.pca} was fitted on embeddings of teacher key {pca_key}, but --store {cfg.store} holds "
+            f"teacher {store.teacher_name!r} (key {store.teacher_key}); fit the PCA on this store"
+        )
+    if int(_attr(pca, "teacher_dim")) != store.dim:
+        raise ConfigError(
+            f"--pca {cfg.pca} expects {_attr(pca, 'teacher_dim')}-d teacher vectors; "
+            f"--store {cfg.store} is {store.dim}-d"
+        )
+    keys = store.region_keys(records, spec.names)
     missing = _missing(store, keys)
     if missing and cfg.extract_missing:
         from mocha.teacher.extract import extract_split
 
         log.info("extracting %d missing teacher embeddings of split %r", len(missing), split)
-        extract_split(spec, split, cfg.store, teacher=cfg.teacher, records=records)
+        extract_split(spec, split, cfg.store, teacher=cfg.teacher, records=records, progress=cfg.progress)
         store = open_store(cfg.store)
-        keys = _keys(store, records)
         missing = _missing(store, keys)
     if missing:
         if not required:
@@ -74,19 +78,14 @@ def load_split_targets(
         total = sum(len(k) for k in keys)
         raise ConfigError(
             f"--store {cfg.store}: {len(missing)} of {total} regions of split {split!r} have no teacher embedding "
-            f"(first: {records[i].image} box {j}); run `mocha teacher extract` for this split or pass --extract-missing"
+            f"(first: {records[i].image} box {j}); run `mocha teacher extract split={split}` or pass --extract-missing"
         )
     flat = [k for ks in keys for k in ks]
-    if not flat:
-        return [torch.zeros(0, int(_attr(pca, "dim"))) for _ in records]
-    u = torch.as_tensor(store.get(flat)).float()
-    try:
-        target = torch.as_tensor(pca.transform(u)).float()
-    except (RuntimeError, ValueError) as exc:
-        raise ConfigError(
-            f"--store {cfg.store} holds {u.shape[1]}-d embeddings that do not fit the PCA artifact {cfg.pca} ({exc})"
-        ) from None
     dim = int(_attr(pca, "dim"))
+    if not flat:
+        return [torch.zeros(0, dim) for _ in records]
+    u = store.get(flat).float()
+    target = pca.transform(u).float()
     if target.shape != (len(flat), dim):
         raise ConfigError(f"PCA {cfg.pca} gave targets of shape {tuple(target.shape)}, expected ({len(flat)}, {dim})")
     return list(target.split([len(ks) for ks in keys]))

@@ -56,22 +56,10 @@ def parse_method(token: str, defaults: dict[str, Any]) -> MethodSpec:
 
 
 def crop_boxes(image: np.ndarray, boxes: np.ndarray, size: int = 224) -> list[np.ndarray]:
-    """Crops of xyxy original-pixel boxes resized to size² (mocha.teacher.crops when present)."""
-    try:
-        from mocha.teacher.crops import crop_regions
-    except ImportError:
-        crop_regions = None
-    if crop_regions is not None:
-        return list(crop_regions(image, boxes, size=size))
-    from PIL import Image
+    """Crops of xyxy original-pixel boxes resized to size² (a degenerate detected box becomes a 1-pixel crop)."""
+    from mocha.teacher.crops import crop_regions
 
-    h, w = image.shape[:2]
-    out = []
-    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-        x1, y1 = int(np.clip(np.floor(x1), 0, w - 1)), int(np.clip(np.floor(y1), 0, h - 1))
-        x2, y2 = int(np.clip(np.ceil(x2), x1 + 1, w)), int(np.clip(np.ceil(y2), y1 + 1, h))
-        out.append(np.asarray(Image.fromarray(image[y1:y2, x1:x2]).resize((size, size), Image.BILINEAR)))
-    return out
+    return crop_regions(image, boxes, size=size, strict=False)
 
 
 class Method:
@@ -179,9 +167,7 @@ def build_method(spec: MethodSpec, box_source: Any, device: torch.device) -> Met
         return BundleMethod(spec.label, load_bundle(spec.bundle, device=device))
     teacher = spec.teacher if spec.teacher is not None else "builtin"
     if isinstance(teacher, str | Path):
-        try:
-            from mocha.teacher.base import create_teacher
-        except ImportError as exc:
-            raise ConfigError(f"method {spec.label!r}: the teacher registry is not available ({exc})") from None
-        teacher = create_teacher(str(teacher))
+        from mocha.teacher.base import create_teacher
+
+        teacher = create_teacher(str(teacher), device=str(device))
     return TeacherMethod(spec.label, teacher, gt=spec.kind == "teacher-gt")
