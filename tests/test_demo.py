@@ -1,21 +1,47 @@
-"""`mocha demo` end to end on the tiny world: report files, then a rerun that reuses every stage."""
+"""`mocha demo` end to end on the tiny world: every stage, report files, then a rerun that reuses all."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from mocha.cli import main
 
 
 def test_demo_tiny_then_cached(tmp_path, capsys):
-    args = ["demo", "size=tiny", "pretrain_epochs=1", "episodes=2", "imgsz=128", f"out={tmp_path}"]
+    args = ["demo", "size=tiny", "pretrain_epochs=1", "epochs=2", "det_every=2", "dim=8", "episodes=2",
+            "probe_episodes=3", "imgsz=64", f"out={tmp_path}", "progress=false"]
     main(args)
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["probe"]) == {"1", "5"}
-    assert 0 <= report["probe"]["1"]["teacher"] <= 100
-    assert "student" in report["results"]["1"]
-    assert (tmp_path / "report.md").read_text().startswith("# mocha demo report")
+    for row in report["probe"].values():
+        assert set(row) == {"colour_histogram", "teacher", "student", "mocha", "chance"}
+        assert all(0 <= v <= 100 for v in row.values())
+    assert set(report["results"]["1"]) == {"student", "mocha", "teacher", "teacher-gt"}
+    assert set(report["wall_seconds"]) >= {"world", "student", "extract", "pca", "distill", "evaluate", "probe",
+                                           "total_from_scratch", "total_this_run"}
+    assert report["pca"]["dim"] == 8 and report["student"]["source"].startswith("mocha pretrain")
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("# mocha demo report") and "| 1 | mocha |" in md and "Neural-collapse probe" in md
+    assert (tmp_path / "plots").is_dir()
     capsys.readouterr()
     main(args)
     out = capsys.readouterr().out
-    assert sum(" cached " in line for line in out.splitlines()) == 4
+    assert sum(" cached " in line for line in out.splitlines()) == 7
+    again = json.loads((tmp_path / "report.json").read_text())
+    assert again["results"] == report["results"] and again["probe"] == report["probe"]
+
+
+def test_demo_refuses_bad_shots_and_a_tampered_shipped_student(tmp_path):
+    from mocha.demo.shipped import shipped_student
+    from mocha.errors import ConfigError
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "shots=1,x", f"out={tmp_path}"])
+    assert exc.value.code == 2
+    (tmp_path / "student-small-s0-256px-30ep.json").write_text(json.dumps({"sha256": "0" * 64, "command": "c"}))
+    (tmp_path / "student-small-s0-256px-30ep.safetensors").write_bytes(b"weights")
+    with pytest.raises(ConfigError, match="differs from the recorded"):
+        shipped_student("small", 0, 256, 30, assets=tmp_path)
+    assert shipped_student("small", 1, 256, 30, assets=tmp_path) is None

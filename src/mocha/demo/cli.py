@@ -13,17 +13,36 @@ def register(app: typer.Typer) -> None:
         size: str = typer.Option("small", help="world size: tiny | small | medium"),
         seed: int = typer.Option(0, help="world seed"),
         imgsz: int = typer.Option(256, help="input size"),
-        pretrain_epochs: int = typer.Option(5, help="stage-1 epochs"),
+        pretrain_epochs: int = typer.Option(
+            30, help="stage-1 epochs (the default world's 30-epoch student is shipped; --fresh retrains it)"
+        ),
+        teacher: str = typer.Option("builtin", help="teacher for the store and the teacher methods"),
+        dim: int = typer.Option(128, help="d_t: PCA components (distillation target dimension)"),
+        epochs: int = typer.Option(12, help="stage-2 distillation epochs"),
+        det_every: int = typer.Option(4, help="every N-th distillation epoch trains the whole student (0 = never)"),
+        lambda_emb: float = typer.Option(1.0, help="weight of the relational loss L_emb"),
         episodes: int = typer.Option(100, help="episodes per shot count"),
+        probe_episodes: int = typer.Option(100, help="episodes of the neural-collapse probe"),
         shots: str = typer.Option("1,5", help="comma-separated shot counts"),
         out: Path = typer.Option(Path("runs/demo"), help="run folder"),
-        fresh: bool = typer.Option(False, help="rerun every stage instead of reusing finished ones"),
+        fresh: bool = typer.Option(False, help="rerun every stage (and retrain the stage-1 student)"),
+        progress: bool = typer.Option(True, help="progress bars"),
     ) -> None:
-        """The main job on the embedded default world; finished stages are reused (content-keyed)."""
-        from mocha.demo.run import DemoConfig, run_demo
+        """The whole MOCHA recipe on the embedded default world: world → stage 1 → teacher store → PCA →
+        stage 2 → stage 3 (student / mocha / teacher / teacher-gt) → neural-collapse probe.
 
+        Finished stages are reused (content-keyed); writes <out>/report.md, report.json and plots/.
+        """
+        from mocha.demo.run import DemoConfig, run_demo
+        from mocha.errors import ConfigError
+
+        try:
+            shot_list = [int(s) for s in shots.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"--shots {shots!r}: expected comma-separated integers, e.g. 1,5") from None
         run_demo(
-            DemoConfig(size=size, seed=seed, imgsz=imgsz, pretrain_epochs=pretrain_epochs, episodes=episodes,
-                       shots=[int(s) for s in shots.split(",")], out=out, fresh=fresh)
+            DemoConfig(size=size, seed=seed, imgsz=imgsz, pretrain_epochs=pretrain_epochs, teacher=teacher, dim=dim,
+                       distill_epochs=epochs, det_every=det_every, lambda_emb=lambda_emb, episodes=episodes,
+                       probe_episodes=probe_episodes, shots=shot_list, out=out, fresh=fresh, progress=progress)
         )  # fmt: skip
         typer.echo(f"report: {out / 'report.md'}")

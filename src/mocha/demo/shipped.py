@@ -1,0 +1,51 @@
+"""The shipped stage-1 student of the default world (issue: stage 1 does not fit the demo's 15 minutes).
+
+It was produced by our own `mocha pretrain` (command and metrics in `assets/students/<name>.json`,
+documented in docs/shipped_student.md). The demo verifies its sha256 before use; `mocha demo --fresh`
+retrains it from scratch instead. Nothing else is shipped pre-computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mocha.errors import ConfigError
+
+ASSETS = Path(__file__).resolve().parents[3] / "assets" / "students"
+
+
+@dataclass
+class ShippedStudent:
+    path: Path
+    sha256: str
+    command: str
+    metrics: dict[str, Any]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shipped_student(size: str, seed: int, imgsz: int, epochs: int, assets: Path = ASSETS) -> ShippedStudent | None:
+    """The shipped student for this (world size, seed, imgsz, epochs), hash-verified; None when none is shipped."""
+    meta_path = assets / f"student-{size}-s{seed}-{imgsz}px-{epochs}ep.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    path = meta_path.with_suffix(".safetensors")
+    if not path.is_file():
+        raise ConfigError(f"{path}: the shipped student is missing (see {meta_path}); run `mocha demo --fresh` "
+                          "to retrain it")
+    digest = _sha256(path)
+    if digest != meta["sha256"]:
+        raise ConfigError(f"{path}: sha256 {digest[:16]}… differs from the recorded {meta['sha256'][:16]}… "
+                          f"({meta_path}); the file is corrupt or was changed — restore it or run `mocha demo --fresh`")
+    return ShippedStudent(path, digest, meta["command"], meta.get("metrics", {}))
