@@ -24,7 +24,7 @@ def test_demo_tiny_then_cached(tmp_path, capsys):
     assert report["pca"]["dim"] == 8 and report["student"]["source"].startswith("mocha pretrain")
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# mocha demo report") and "| 1 | mocha |" in md and "Neural-collapse probe" in md
-    assert (tmp_path / "plots").is_dir()
+    assert (tmp_path / "plots").is_dir() and (tmp_path / "bundle" / "bundle.json").is_file()
     capsys.readouterr()
     main(args)
     out = capsys.readouterr().out

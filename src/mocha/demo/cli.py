@@ -17,8 +17,8 @@ def register(app: typer.Typer) -> None:
             30, help="stage-1 epochs (the default world's 30-epoch student is shipped; --fresh retrains it)"
         ),
         teacher: str = typer.Option("builtin", help="teacher for the store and the teacher methods"),
-        dim: int = typer.Option(128, help="d_t: PCA components (distillation target dimension)"),
-        epochs: int = typer.Option(12, help="stage-2 distillation epochs"),
+        dim: int = typer.Option(32, help="d_t: PCA components (distillation target dimension)"),
+        epochs: int = typer.Option(24, help="stage-2 distillation epochs"),
         det_every: int = typer.Option(4, help="every N-th distillation epoch trains the whole student (0 = never)"),
         lambda_emb: float = typer.Option(1.0, help="weight of the relational loss L_emb"),
         episodes: int = typer.Option(100, help="episodes per shot count"),

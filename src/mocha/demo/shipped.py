@@ -24,6 +24,7 @@ class ShippedStudent:
     sha256: str
     command: str
     metrics: dict[str, Any]
+    world_yaml_sha256: str = ""
 
 
 def _sha256(path: Path) -> str:
@@ -48,4 +49,5 @@ def shipped_student(size: str, seed: int, imgsz: int, epochs: int, assets: Path 
     if digest != meta["sha256"]:
         raise ConfigError(f"{path}: sha256 {digest[:16]}… differs from the recorded {meta['sha256'][:16]}… "
                           f"({meta_path}); the file is corrupt or was changed — restore it or run `mocha demo --fresh`")
-    return ShippedStudent(path, digest, meta["command"], meta.get("metrics", {}))
+    return ShippedStudent(path, digest, meta["command"], meta.get("metrics", {}),
+                          meta.get("world", {}).get("yaml_sha256", ""))
