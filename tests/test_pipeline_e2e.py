@@ -79,3 +79,28 @@ def test_distill_needs_the_store_to_cover_the_split(stage: dict[str, Path], tmp_
     with pytest.raises(SystemExit):
         main([*args[:3], f"pca={tmp_path / 'pca2'}", *args[4:], "name=c"])
     assert "fitted on embeddings of teacher key somethingelse" in capsys.readouterr().err
+
+
+def test_distill_under_torchrun_with_the_real_store(stage: dict[str, Path], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    world, store = stage["world"], stage["store"]
+    if not (store / "store.json").exists():  # run alone: fill the store first
+        main(["teacher", "extract", f"data={world}", f"out={store}", "split=base_train,base_val", "progress=false"])
+    pca = tmp_path / "pca"
+    main(["teacher", "pca", f"store={store}", "dim=8", f"out={pca}"])
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541", "-m",
+           "mocha.cli", "distill", f"data={world}", f"store={store}", f"pca={pca}", f"student={stage['student']}",
+           "epochs=2", "det_every=2", "imgsz=64", "batch=2", f"project={tmp_path / 'runs'}", "name=ddp",
+           "--no-tensorboard"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "runs" / "ddp"
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in rows] == ["translator", "detection"]
+    assert all(r["replica_diff"] == 0.0 for r in rows)  # replicas stay identical in both epoch kinds
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    assert load_bundle(run).dim == 8
