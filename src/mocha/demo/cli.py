@@ -18,8 +18,12 @@ def register(app: typer.Typer) -> None:
         ),
         teacher: str = typer.Option("builtin", help="teacher for the store and the teacher methods"),
         dim: int = typer.Option(32, help="d_t: PCA components (distillation target dimension)"),
-        epochs: int = typer.Option(24, help="stage-2 distillation epochs"),
-        det_every: int = typer.Option(4, help="every N-th distillation epoch trains the whole student (0 = never)"),
+        epochs: int = typer.Option(8, help="stage-2 distillation epochs"),
+        det_every: int = typer.Option(
+            1, help="every N-th distillation epoch trains the whole student (SPEC reference: 4; 0 = never)"
+        ),
+        lambda_dist: float = typer.Option(5.0, help="weight of L_dist (SPEC reference: 1)"),
+        lr_student: float = typer.Option(1e-3, help="student learning rate in detection epochs (SPEC reference: 1e-4)"),
         lambda_emb: float = typer.Option(1.0, help="weight of the relational loss L_emb"),
         episodes: int = typer.Option(100, help="episodes per shot count"),
         probe_episodes: int = typer.Option(100, help="episodes of the neural-collapse probe"),
@@ -42,7 +46,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--shots {shots!r}: expected comma-separated integers, e.g. 1,5") from None
         run_demo(
             DemoConfig(size=size, seed=seed, imgsz=imgsz, pretrain_epochs=pretrain_epochs, teacher=teacher, dim=dim,
-                       distill_epochs=epochs, det_every=det_every, lambda_emb=lambda_emb, episodes=episodes,
+                       distill_epochs=epochs, det_every=det_every, lambda_emb=lambda_emb,
+                       lambda_dist=lambda_dist, lr_student=lr_student, episodes=episodes,
                        probe_episodes=probe_episodes, shots=shot_list, out=out, fresh=fresh, progress=progress)
         )  # fmt: skip
         typer.echo(f"report: {out / 'report.md'}")

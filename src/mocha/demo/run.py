@@ -33,8 +33,13 @@ class DemoConfig:
     pretrain_epochs: int = 30
     teacher: str = "builtin"
     dim: int = 32  # d_t: on the small world (1.7k train regions) 16-32 beat 128; SPEC's 512 suits ~1e5 regions
-    distill_epochs: int = 24  # SPEC schedule (every 4th a detection epoch); val loss flattens by ~epoch 17
-    det_every: int = 4
+    # stage 2, tuned on the small world (README): every epoch a detection epoch, with a stronger pull on the
+    # student (λ_dist 5, student lr 1e-3) — SPEC's 1-in-4 schedule at λ_dist 1 left the student's features
+    # almost unchanged here (probe 49 % vs 53 %, 1-shot mAP50-95 5.0 vs 6.2)
+    distill_epochs: int = 8
+    det_every: int = 1
+    lambda_dist: float = 5.0
+    lr_student: float = 1e-3
     lambda_emb: float = 1.0
     episodes: int = 100
     shots: list[int] = field(default_factory=lambda: [1, 5])
@@ -133,13 +138,15 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
         best = distill(DistillConfig(data=data, store=store, pca=pca_path, student=student, epochs=cfg.distill_epochs,
                                      det_every=cfg.det_every, imgsz=cfg.imgsz, lambda_emb=cfg.lambda_emb,
+                                     lambda_dist=cfg.lambda_dist, lr_student=cfg.lr_student,
                                      project=work, name="run", progress=cfg.progress, tensorboard=False))
         rows = [json.loads(r) for r in (work / "run" / "metrics.jsonl").read_text().splitlines() if r.strip()]
         return {"bundle": str(best.relative_to(work)), "best_epoch": rows[-1].get("best_epoch"),
                 "best_val_loss": rows[-1].get("best")}
 
     s_distill = stage("distill", {"student": s_student.key, "pca": s_pca.key, "epochs": cfg.distill_epochs,
-                                  "det_every": cfg.det_every, "lambda_emb": cfg.lambda_emb, "imgsz": cfg.imgsz},
+                                  "det_every": cfg.det_every, "lambda_emb": cfg.lambda_emb, "imgsz": cfg.imgsz,
+                                  "lambda_dist": cfg.lambda_dist, "lr_student": cfg.lr_student},
                       distill_stage)
     bundle = s_distill.dir / s_distill.result["bundle"]
 
