@@ -7,13 +7,13 @@ retrains it from scratch instead. Nothing else is shipped pre-computed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mocha.errors import ConfigError
+from mocha.student.pretrain import file_sha256
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets" / "students"
 
@@ -27,14 +27,6 @@ class ShippedStudent:
     world_yaml_sha256: str = ""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def shipped_student(size: str, seed: int, imgsz: int, epochs: int, assets: Path = ASSETS) -> ShippedStudent | None:
     """The shipped student for this (world size, seed, imgsz, epochs), hash-verified; None when none is shipped."""
     meta_path = assets / f"student-{size}-s{seed}-{imgsz}px-{epochs}ep.json"
@@ -45,7 +37,7 @@ def shipped_student(size: str, seed: int, imgsz: int, epochs: int, assets: Path 
     if not path.is_file():
         raise ConfigError(f"{path}: the shipped student is missing (see {meta_path}); run `mocha demo --fresh` "
                           "to retrain it")
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != meta["sha256"]:
         raise ConfigError(f"{path}: sha256 {digest[:16]}… differs from the recorded {meta['sha256'][:16]}… "
                           f"({meta_path}); the file is corrupt or was changed — restore it or run `mocha demo --fresh`")
