@@ -89,12 +89,24 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("aborted", err=True)
         raise SystemExit(130) from None
     except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _click_exceptions()):
             exc.show()
             raise SystemExit(exc.exit_code) from None
         raise
+
+
+def _click_exceptions() -> tuple[type, ...]:
+    """Usage-error classes: typer ships its own copy of click (typer._click) besides the click package."""
+    import click
+
+    kinds: list[type] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        kinds.append(TyperClickException)
+    except ImportError:
+        pass
+    return tuple(kinds)
 
 
 if __name__ == "__main__":
