@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         Reruns reuse every entry already there; under `torchrun --nproc_per_node=N -m mocha.cli teacher extract`
         each rank extracts its share. The teacher is not even loaded when the store already covers the data.
         """
-        from mocha.teacher.extract import extract_split
+        from mocha.teacher.extract import close_dist, extract_split
 
         opts = _teacher_options(model=model, clip_model=clip_model, decoding=decoding, max_new_tokens=max_new_tokens,
                                 seed=seed, prompt=prompt, dtype=dtype, text=text)
@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
             rate = f", {st.rate:.1f} regions/s" if st.extracted else ""
             typer.echo(f"{name}: {st.regions} regions — {st.reused} reused, {st.extracted} extracted "
                        f"in {st.seconds:.1f}s{rate}" + (f" (rank-local; {st.ranks} ranks)" if st.ranks > 1 else ""))
+        close_dist()
         typer.echo(f"store: {out}")
 
     @sub.command("pca")

@@ -50,18 +50,26 @@ class ExtractStats:
         return self.extracted / self.seconds if self.seconds > 0 else 0.0
 
 
-def _dist() -> tuple[int, int, bool]:
-    """(rank, world, owned): joins the torchrun process group when WORLD_SIZE > 1 (gloo on CPU)."""
+def _dist() -> tuple[int, int]:
+    """(rank, world): joins the torchrun process group when WORLD_SIZE > 1 (gloo on CPU).
+
+    The group is kept for later calls (several splits in one job): re-creating it on the same port races
+    between ranks. `close_dist()` ends it (the CLI calls it after the last split)."""
     import os
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    owned = False
     if world > 1 and not tdist.is_initialized():
         tdist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-        owned = True
     if tdist.is_initialized():
-        return tdist.get_rank(), tdist.get_world_size(), owned
-    return 0, 1, owned
+        return tdist.get_rank(), tdist.get_world_size()
+    return 0, 1
+
+
+def close_dist() -> None:
+    """End the process group `extract_split` joined (no-op in a single process)."""
+    if tdist.is_initialized():
+        tdist.barrier()
+        tdist.destroy_process_group()
 
 
 def _barrier(world: int) -> None:
@@ -170,53 +178,50 @@ def extract_split(
         spec = load_dataset(spec)
     if records is None:
         records = read_split(spec, split, skip_bad=skip_bad)
-    rank, world, owned = _dist()
+    rank, world = _dist()
     store_path = Path(store_path)
     stats = ExtractStats(split, ranks=world)
-    try:
-        model: Teacher | None = teacher if isinstance(teacher, Teacher) else None
-        exists = (store_path / "store.json").is_file()
-        if not exists or model is not None or teacher_options:
-            model = model or _load(teacher, teacher_options, device)
-            stats.teacher_loaded = True
-            if rank == 0:
-                EmbeddingStore.create_or_open(store_path, model.name, teacher_key(model), model.dim,
-                                              model.settings())
-            _barrier(world)
-        store = EmbeddingStore.open(store_path)
-        if model is not None:
-            store.check_teacher(model.name, teacher_key(model), model.settings())
-        elif teacher is not None and str(teacher).lower() != store.teacher_name:
-            raise ConfigError(f"--teacher {teacher}: the store {store_path} holds embeddings of teacher "
-                              f"{store.teacher_name!r}; refusing to mix — use another store folder")
-        keys = record_keys(records, spec.names, store.teacher_key)
-        flat = [k for ks in keys for k in ks]
-        stats.regions = len(flat)
-        todo = _work_items(records, keys, store, spec.names)
-        missing = sum(len(it[2]) for it in todo)
-        stats.reused = stats.regions - missing
-        mine = todo[rank::world]
-        if missing:
-            if model is None:
-                model = _load(teacher if teacher is not None else store.teacher_name, teacher_options, device)
-                stats.teacher_loaded = True
-                store.check_teacher(model.name, teacher_key(model), model.settings())
-            _run(model, store, mine, spec.names, rank, batch_size or model.batch_size, flush_every, progress, stats)
-        _barrier(world)
+    model: Teacher | None = teacher if isinstance(teacher, Teacher) else None
+    _barrier(world)  # ranks decide on the same store state; every barrier below is reached by all ranks
+    exists = (store_path / "store.json").is_file()
+    if not exists or model is not None or teacher_options:
+        model = model or _load(teacher, teacher_options, device)
+        stats.teacher_loaded = True
         if rank == 0:
-            store.refresh()
-            if compact:
-                store.compact()
-            still = sum(1 for k in set(flat) if k not in store)
-            if still:
-                raise ConfigError(f"--store {store_path}: {still} regions of split {split!r} still missing after "
-                                  f"extraction (a rank failed?); rerun to complete them")
-            store.write_split(split, flat, {"data": str(spec.path), "split": split, "images": len(records),
-                                            "regions": len(flat), "teacher_key": store.teacher_key})
-        _barrier(world)
-    finally:
-        if owned and tdist.is_initialized():
-            tdist.destroy_process_group()
+            EmbeddingStore.create_or_open(store_path, model.name, teacher_key(model), model.dim,
+                                          model.settings())
+    _barrier(world)
+    store = EmbeddingStore.open(store_path)
+    if model is not None:
+        store.check_teacher(model.name, teacher_key(model), model.settings())
+    elif teacher is not None and str(teacher).lower() != store.teacher_name:
+        raise ConfigError(f"--teacher {teacher}: the store {store_path} holds embeddings of teacher "
+                          f"{store.teacher_name!r}; refusing to mix — use another store folder")
+    keys = record_keys(records, spec.names, store.teacher_key)
+    flat = [k for ks in keys for k in ks]
+    stats.regions = len(flat)
+    todo = _work_items(records, keys, store, spec.names)
+    missing = sum(len(it[2]) for it in todo)
+    stats.reused = stats.regions - missing
+    mine = todo[rank::world]
+    if missing:
+        if model is None:
+            model = _load(teacher if teacher is not None else store.teacher_name, teacher_options, device)
+            stats.teacher_loaded = True
+            store.check_teacher(model.name, teacher_key(model), model.settings())
+        _run(model, store, mine, spec.names, rank, batch_size or model.batch_size, flush_every, progress, stats)
+    _barrier(world)
+    if rank == 0:
+        store.refresh()
+        if compact:
+            store.compact()
+        still = sum(1 for k in set(flat) if k not in store)
+        if still:
+            raise ConfigError(f"--store {store_path}: {still} regions of split {split!r} still missing after "
+                              f"extraction (a rank failed?); rerun to complete them")
+        store.write_split(split, flat, {"data": str(spec.path), "split": split, "images": len(records),
+                                        "regions": len(flat), "teacher_key": store.teacher_key})
+    _barrier(world)
     stats.seconds = time.perf_counter() - t0
     return stats
 
