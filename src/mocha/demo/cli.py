@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
         det_every: int = typer.Option(
             1, help="every N-th distillation epoch trains the whole student (SPEC reference: 4; 0 = never)"
         ),
-        lambda_dist: float = typer.Option(10.0, help="weight of L_dist (SPEC reference: 1)"),
-        lr_student: float = typer.Option(2e-3, help="student learning rate in detection epochs (SPEC reference: 1e-4)"),
+        lambda_dist: float = typer.Option(20.0, help="weight of L_dist (SPEC reference: 1)"),
+        lr_student: float = typer.Option(5e-3, help="student learning rate in detection epochs (SPEC reference: 1e-4)"),
         lambda_emb: float = typer.Option(1.0, help="weight of the relational loss L_emb"),
         episodes: int = typer.Option(100, help="episodes per shot count"),
         probe_episodes: int = typer.Option(100, help="episodes of the neural-collapse probe"),
