@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ class ExtractStats:
     seconds: float = 0.0
     teacher_loaded: bool = False
     ranks: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -87,8 +86,8 @@ def _default_device(device: str | None) -> str:
     return "cpu"
 
 
-def _work_items(records: list[Any], keys: list[list[bytes]], present: set[bytes] | EmbeddingStore,
-                names: list[str]) -> list[tuple[Any, list[int], list[bytes]]]:
+def _work_items(records: list[Any], keys: list[list[bytes]],
+                present: set[bytes] | EmbeddingStore) -> list[tuple[Any, list[int], list[bytes]]]:
     """(record, box indices, keys) of every image with regions missing from the store (each key once)."""
     items, seen = [], set()
     for rec, ks in zip(records, keys, strict=False):
@@ -200,7 +199,7 @@ def extract_split(
     keys = record_keys(records, spec.names, store.teacher_key)
     flat = [k for ks in keys for k in ks]
     stats.regions = len(flat)
-    todo = _work_items(records, keys, store, spec.names)
+    todo = _work_items(records, keys, store)
     missing = sum(len(it[2]) for it in todo)
     stats.reused = stats.regions - missing
     mine = todo[rank::world]
