@@ -213,3 +213,14 @@ def test_torchrun_two_processes_same_store(world: Path, full_store: Path, tmp_pa
         np.testing.assert_allclose(got[k], want[k], atol=2e-3)
     s = EmbeddingStore.open(out)
     assert s.splits() == ["base_train", "personal"]
+
+
+def test_digest_with_held_vectors_matches_a_fresh_gather(full_store: Path) -> None:
+    store = EmbeddingStore.open(full_store)
+    keys = list(store._index)[::-1]  # any order: the digest sorts
+    assert store.digest(keys, store.get(keys)) == store.digest(keys) == store.digest()
+    vecs = store.get(keys).clone()
+    vecs[0, 0] += 1
+    assert store.digest(keys, vecs) != store.digest(keys)  # the vectors are hashed, not only the keys
+    with pytest.raises(ValueError, match="distinct keys"):
+        store.digest(keys + keys[:1], store.get(keys + keys[:1]))

@@ -146,7 +146,7 @@ def fit_store_pca(store_path: str | Path, dim: int = 512, split: str = "base_tra
                           f"embedding; rerun `mocha teacher extract split={split}`")
     if dim > store.dim:
         raise ConfigError(f"--dim {dim}: larger than the teacher dimension {store.dim} of store {store_path}")
-    x = store.get(uniq).float()
-    return PCAArtifact.fit(x, dim, source=store.digest(uniq), teacher_key=store.teacher_key, seed=seed,
-                           meta={"store": str(store_path), "split": split, "teacher": store.teacher_name,
+    stored = store.get(uniq)
+    return PCAArtifact.fit(stored.float(), dim, source=store.digest(uniq, stored), teacher_key=store.teacher_key,
+                           seed=seed, meta={"store": str(store_path), "split": split, "teacher": store.teacher_name,
                                  "data": meta.get("data")})

@@ -194,12 +194,23 @@ class EmbeddingStore:
         return self._all_vectors()[torch.as_tensor(rows, dtype=torch.long)] if rows else \
             torch.zeros(0, self.dim, dtype=torch.float16)
 
-    def digest(self, keys: Sequence[bytes | str] | None = None) -> str:
-        """sha256 over the sorted keys and their vectors (all entries, or `keys`): what a PCA was fitted on."""
-        ks = sorted({_as_key(k) for k in (self._index if keys is None else keys)})
+    def digest(self, keys: Sequence[bytes | str] | None = None, vectors: Tensor | None = None) -> str:
+        """sha256 over the sorted keys and their vectors (all entries, or `keys`): what a PCA was fitted on.
+
+        `vectors`: `get(keys)` when the caller already holds it (distinct `keys`), saving a second gather.
+        """
+        if vectors is None:
+            ks = sorted({_as_key(k) for k in (self._index if keys is None else keys)})
+            vecs = self.get(ks)
+        else:
+            given = [_as_key(k) for k in (self._index if keys is None else keys)]
+            if len(set(given)) != len(given) or len(given) != len(vectors):
+                raise ValueError("digest(vectors=...) needs distinct keys, one vector each")
+            order = sorted(range(len(given)), key=given.__getitem__)
+            ks, vecs = [given[i] for i in order], vectors[order]
         h = hashlib.sha256(f"{self.teacher_key}|{self.dim}|{len(ks)}".encode())
         h.update(b"".join(ks))
-        h.update(self.get(ks).numpy().tobytes())
+        h.update(vecs.numpy().tobytes())
         return h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ writes
