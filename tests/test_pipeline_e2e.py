@@ -104,3 +104,30 @@ def test_distill_under_torchrun_with_the_real_store(stage: dict[str, Path], tmp_
     assert all(r["replica_diff"] == 0.0 for r in rows)  # replicas stay identical in both epoch kinds
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert load_bundle(run).dim == 8
+
+
+def test_extract_missing_under_torchrun(stage: dict[str, Path], tmp_path: Path) -> None:
+    """Both ranks extract their shard of the missing regions into one store, then train on it."""
+    import os
+    import subprocess
+    import sys
+
+    world = stage["world"]
+    store = tmp_path / "partial"
+    main(["teacher", "extract", f"data={world}", f"out={store}", "split=base_val", "progress=false"])
+    before = len(EmbeddingStore.open(store))
+    (store / "splits" / "base_val.safetensors").rename(store / "splits" / "base_train.safetensors")
+    main(["teacher", "pca", f"store={store}", "dim=4", f"out={tmp_path / 'pca'}"])  # (deliberately mislabelled)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29543", "-m",
+           "mocha.cli", "distill", f"data={world}", f"store={store}", f"pca={tmp_path / 'pca'}",
+           f"student={stage['student']}", "epochs=1", "det_every=1", "imgsz=64", "batch=2",
+           f"project={tmp_path / 'runs'}", "name=ddp", "--no-tensorboard", "--extract-missing"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    filled = EmbeddingStore.open(store)
+    assert len(filled) > before and filled.duplicates == 0
+    keys, _ = filled.split_keys("base_train")
+    assert all(k in filled for k in keys)  # every training region now has its embedding
+    rows = [json.loads(r) for r in (tmp_path / "runs" / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1] and rows[0]["replica_diff"] == 0.0
