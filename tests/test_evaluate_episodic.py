@@ -269,3 +269,30 @@ def test_feature_cache_resumes_and_is_keyed(tmp_path, paper_student, monkeypatch
     # other detector settings → other keys (recomputed); cache=False → nothing read
     assert Evaluator(_config(data, paper_student, tmp_path, "c", conf=0.2)).images_key != ev.images_key
     assert Evaluator(_config(data, paper_student, tmp_path, "c", cache=False)).cache.root is None
+
+
+def test_box_source_forward_is_reused_with_identical_features(tmp_path, world):
+    plain = tmp_path / "plain.safetensors"
+    torch.manual_seed(0)
+    Student.create("yolov8n.yaml", names=["mug", "bottle", "ball", "book"]).save(plain)
+    ev = Evaluator(_config(world, plain, tmp_path, "r", methods=[MethodSpec("student")], cache=False))
+    student = ev.methods[0].method
+    forwards = {"n": 0}
+    orig = student.detector.forward
+
+    def counting(*a, **k):
+        forwards["n"] += 1
+        return orig(*a, **k)
+
+    student.detector.forward = counting
+    ev.extract()
+    assert forwards["n"] == len(ev.images)  # one forward per image: detection and features share it
+    from mocha.data.loader import DetectionDataset
+
+    raw, item = DetectionDataset(ev.records, 64).load(1)
+    im = ev.images[1]
+    sup, qry = student.features(item["image"][None], raw, item["letterbox"], [im.gt_boxes, im.det_boxes],
+                                [["mug"] * len(im.gt_boxes), ["mug"] * len(im.det_boxes)])
+    assert len(qry) > 0
+    torch.testing.assert_close(ev.methods[0].support[1], sup)
+    torch.testing.assert_close(ev.methods[0].query[1], qry)

@@ -239,8 +239,12 @@ class Evaluator:
             torch.cuda.synchronize(self.device)
 
     def _detect(self, image: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        dets, _ = self.box_source.detect(image, conf=self.cfg.conf, iou=self.cfg.iou, max_det=self.cfg.max_det)
-        return self._split_dets(dets[0])
+        return self._detect_maps(image)[0]
+
+    def _detect_maps(self, image: Tensor) -> tuple[tuple[Tensor, Tensor, Tensor], list[Tensor]]:
+        """(boxes, conf, coarse) of the box source and the feature maps of that same forward."""
+        dets, maps = self.box_source.detect(image, conf=self.cfg.conf, iou=self.cfg.iou, max_det=self.cfg.max_det)
+        return self._split_dets(dets[0]), maps
 
     def _split_dets(self, d: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         d = d.detach().float().cpu().clone()
@@ -274,18 +278,21 @@ class Evaluator:
                 for n, i in enumerate(idx):
                     raw, item = ds.load(i)
                     image = item["image"][None].to(self.device)
+                    maps = None  # the box source's maps, reused by a method whose detector it is
                     if images is None:
-                        chunk_images.append(self._image_data(image, item))
+                        data, maps = self._image_data(image, item)
+                        chunk_images.append(data)
                     im = chunk_images[n]
                     gt_names, det_names = self._names(im.gt_coarse), self._names(im.det_coarse)
                     for j in todo:
                         method = self.methods[j].method
+                        own = maps if maps is not None and method.detector is self.box_source else None
                         if method.gt_queries:
-                            (sup,) = method.features(image, raw, item["letterbox"], [im.gt_boxes], [gt_names])
+                            (sup,) = method.features(image, raw, item["letterbox"], [im.gt_boxes], [gt_names], own)
                             qry = sup
                         else:
                             sup, qry = method.features(image, raw, item["letterbox"], [im.gt_boxes, im.det_boxes],
-                                                       [gt_names, det_names])
+                                                       [gt_names, det_names], own)
                         fresh[j][0].append(sup)
                         fresh[j][1].append(qry)
                     bar.update(1)
@@ -306,13 +313,14 @@ class Evaluator:
                 mf.query.extend(qry)
         bar.close()
 
-    def _image_data(self, image: Tensor, item: dict[str, Any]) -> ImageData:
+    def _image_data(self, image: Tensor, item: dict[str, Any]) -> tuple[ImageData, list[Tensor] | None]:
         keep = item["instance"] >= 0
+        maps = None
         if self.box_source is not None:
-            det = self._detect(image)
+            det, maps = self._detect_maps(image)
         else:
             det = (torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long))
-        return ImageData(item["boxes"][keep].float(), item["coarse"][keep], item["instance"][keep], *det)
+        return ImageData(item["boxes"][keep].float(), item["coarse"][keep], item["instance"][keep], *det), maps
 
     def measure(self) -> None:
         """Time support and query passes per image (after a warm-up) and record peak memory per method."""

@@ -71,8 +71,9 @@ class Method:
     def __init__(self, label: str) -> None:
         self.label = label
 
-    def features(self, image: Tensor, raw: np.ndarray, lb: Any, box_sets: list[Tensor], labels: list[list[str]]
-                 ) -> list[Tensor]:
+    def features(self, image: Tensor, raw: np.ndarray, lb: Any, box_sets: list[Tensor], labels: list[list[str]],
+                 maps: list[Tensor] | None = None) -> list[Tensor]:
+        """`maps`: this method's own detector's feature maps of `image` when the caller already ran it."""
         raise NotImplementedError
 
     def detect_and_embed(self, image: Tensor, conf: float, iou: float, max_det: int) -> tuple[Tensor, Tensor]:
@@ -88,10 +89,11 @@ class StudentMethod(Method):
         self.detector = student
 
     @torch.no_grad()
-    def features(self, image, raw, lb, box_sets, labels):
-        self.detector.eval()
-        feats, _ = self.detector(image)
-        return self._pool(feats, box_sets)
+    def features(self, image, raw, lb, box_sets, labels, maps=None):
+        if maps is None:
+            self.detector.eval()
+            maps, _ = self.detector(image)
+        return self._pool(maps, box_sets)
 
     def _pool(self, feats: list[Tensor], box_sets: list[Tensor]) -> list[Tensor]:
         boxes = torch.cat([b.reshape(-1, 4).float() for b in box_sets]).to(feats[0].device)
@@ -136,7 +138,7 @@ class TeacherMethod(Method):
         self.gt_queries = gt
 
     @torch.no_grad()
-    def features(self, image, raw, lb, box_sets, labels):
+    def features(self, image, raw, lb, box_sets, labels, maps=None):
         sizes = [len(b) for b in box_sets]
         boxes = torch.cat([b.reshape(-1, 4).float().cpu() for b in box_sets]).numpy()
         names = [n for ls in labels for n in ls]
