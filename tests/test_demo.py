@@ -45,3 +45,13 @@ def test_demo_refuses_bad_shots_and_a_tampered_shipped_student(tmp_path):
     with pytest.raises(ConfigError, match="differs from the recorded"):
         shipped_student("small", 0, 256, 30, assets=tmp_path)
     assert shipped_student("small", 1, 256, 30, assets=tmp_path) is None
+
+
+def test_the_default_worlds_student_is_shipped_and_verifies():
+    from mocha.demo.run import DemoConfig
+    from mocha.demo.shipped import shipped_student
+
+    cfg = DemoConfig()
+    shipped = shipped_student(cfg.size, cfg.seed, cfg.imgsz, cfg.pretrain_epochs)
+    assert shipped is not None and shipped.path.stat().st_size > 1_000_000  # the real weights, hash-checked
+    assert f"epochs={cfg.pretrain_epochs}" in shipped.command

@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="world seed"),
         imgsz: int = typer.Option(256, help="input size"),
         pretrain_epochs: int = typer.Option(
-            30, help="stage-1 epochs (the default world's 30-epoch student is shipped; --fresh retrains it)"
+            60, help="stage-1 epochs (the default world's 60-epoch student is shipped; --fresh retrains it)"
         ),
         teacher: str = typer.Option("builtin", help="teacher for the store and the teacher methods"),
         dim: int = typer.Option(32, help="d_t: PCA components (distillation target dimension)"),

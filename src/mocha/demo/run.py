@@ -30,7 +30,7 @@ class DemoConfig:
     size: str = "small"
     seed: int = 0
     imgsz: int = 256
-    pretrain_epochs: int = 30
+    pretrain_epochs: int = 60
     teacher: str = "builtin"
     dim: int = 32  # d_t: on the small world (1.7k train regions) 16-32 beat 128; SPEC's 512 suits ~1e5 regions
     # stage 2, tuned on the small world (README): every epoch a detection epoch, with a strong pull on the
