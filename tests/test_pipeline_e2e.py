@@ -27,6 +27,26 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"root": root, "world": world, "student": student, "store": root / "store"}
 
 
+def _partial_store(world: Path, store: Path, pca: Path, dim: int) -> None:
+    """A store holding only base_val, its key list filed (deliberately) as base_train, and a PCA fitted on it."""
+    main(["teacher", "extract", f"data={world}", f"out={store}", "split=base_val", "progress=false"])
+    (store / "splits" / "base_val.safetensors").rename(store / "splits" / "base_train.safetensors")
+    main(["teacher", "pca", f"store={store}", f"dim={dim}", f"out={pca}"])
+
+
+def _torchrun(args: list[str], port: int) -> None:
+    """`torchrun --nproc_per_node=2 -m mocha.cli ARGS` (one thread per rank); fails with the ranks' stderr."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "-m",
+           "mocha.cli", *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_extract_pca_distill_evaluate(stage: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
     root, world, store = stage["root"], stage["world"], stage["store"]
     main(["teacher", "extract", f"data={world}", f"out={store}", "split=base_train,base_val", "progress=false"])
@@ -59,9 +79,7 @@ def test_distill_needs_the_store_to_cover_the_split(stage: dict[str, Path], tmp_
                                                     capsys: pytest.CaptureFixture) -> None:
     world = stage["world"]
     store = tmp_path / "partial"
-    main(["teacher", "extract", f"data={world}", f"out={store}", "split=base_val", "progress=false"])
-    (store / "splits" / "base_val.safetensors").rename(store / "splits" / "base_train.safetensors")
-    main(["teacher", "pca", f"store={store}", "dim=4", f"out={tmp_path / 'pca'}"])  # (deliberately mislabelled)
+    _partial_store(world, store, tmp_path / "pca", dim=4)
     capsys.readouterr()
     args = ["distill", f"data={world}", f"store={store}", f"pca={tmp_path / 'pca'}", f"student={stage['student']}",
             "epochs=1", "det_every=0", "imgsz=64", "batch=4", f"project={tmp_path / 'runs'}", "--no-tensorboard"]
@@ -82,22 +100,14 @@ def test_distill_needs_the_store_to_cover_the_split(stage: dict[str, Path], tmp_
 
 
 def test_distill_under_torchrun_with_the_real_store(stage: dict[str, Path], tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
     world, store = stage["world"], stage["store"]
     if not (store / "store.json").exists():  # run alone: fill the store first
         main(["teacher", "extract", f"data={world}", f"out={store}", "split=base_train,base_val", "progress=false"])
     pca = tmp_path / "pca"
     main(["teacher", "pca", f"store={store}", "dim=8", f"out={pca}"])
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541", "-m",
-           "mocha.cli", "distill", f"data={world}", f"store={store}", f"pca={pca}", f"student={stage['student']}",
-           "epochs=2", "det_every=2", "imgsz=64", "batch=2", f"project={tmp_path / 'runs'}", "name=ddp",
-           "--no-tensorboard"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _torchrun(["distill", f"data={world}", f"store={store}", f"pca={pca}", f"student={stage['student']}",
+               "epochs=2", "det_every=2", "imgsz=64", "batch=2", f"project={tmp_path / 'runs'}", "name=ddp",
+               "--no-tensorboard"], port=29541)
     run = tmp_path / "runs" / "ddp"
     rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in rows] == ["translator", "detection"]
@@ -108,23 +118,13 @@ def test_distill_under_torchrun_with_the_real_store(stage: dict[str, Path], tmp_
 
 def test_extract_missing_under_torchrun(stage: dict[str, Path], tmp_path: Path) -> None:
     """Both ranks extract their shard of the missing regions into one store, then train on it."""
-    import os
-    import subprocess
-    import sys
-
     world = stage["world"]
     store = tmp_path / "partial"
-    main(["teacher", "extract", f"data={world}", f"out={store}", "split=base_val", "progress=false"])
+    _partial_store(world, store, tmp_path / "pca", dim=4)
     before = len(EmbeddingStore.open(store))
-    (store / "splits" / "base_val.safetensors").rename(store / "splits" / "base_train.safetensors")
-    main(["teacher", "pca", f"store={store}", "dim=4", f"out={tmp_path / 'pca'}"])  # (deliberately mislabelled)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29543", "-m",
-           "mocha.cli", "distill", f"data={world}", f"store={store}", f"pca={tmp_path / 'pca'}",
-           f"student={stage['student']}", "epochs=1", "det_every=1", "imgsz=64", "batch=2",
-           f"project={tmp_path / 'runs'}", "name=ddp", "--no-tensorboard", "--extract-missing"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _torchrun(["distill", f"data={world}", f"store={store}", f"pca={tmp_path / 'pca'}", f"student={stage['student']}",
+               "epochs=1", "det_every=1", "imgsz=64", "batch=2", f"project={tmp_path / 'runs'}", "name=ddp",
+               "--no-tensorboard", "--extract-missing"], port=29543)
     filled = EmbeddingStore.open(store)
     assert len(filled) > before and filled.duplicates == 0
     keys, _ = filled.split_keys("base_train")

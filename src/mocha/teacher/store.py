@@ -199,15 +199,14 @@ class EmbeddingStore:
 
         `vectors`: `get(keys)` when the caller already holds it (distinct `keys`), saving a second gather.
         """
+        given = [_as_key(k) for k in (self._index if keys is None else keys)]
         if vectors is None:
-            ks = sorted({_as_key(k) for k in (self._index if keys is None else keys)})
-            vecs = self.get(ks)
-        else:
-            given = [_as_key(k) for k in (self._index if keys is None else keys)]
-            if len(set(given)) != len(given) or len(given) != len(vectors):
-                raise ValueError("digest(vectors=...) needs distinct keys, one vector each")
-            order = sorted(range(len(given)), key=given.__getitem__)
-            ks, vecs = [given[i] for i in order], vectors[order]
+            given = list(dict.fromkeys(given))
+            vectors = self.get(given)
+        elif len(set(given)) != len(given) or len(given) != len(vectors):
+            raise ValueError("digest(vectors=...) needs distinct keys, one vector each")
+        order = sorted(range(len(given)), key=given.__getitem__)
+        ks, vecs = [given[i] for i in order], vectors[order]
         h = hashlib.sha256(f"{self.teacher_key}|{self.dim}|{len(ks)}".encode())
         h.update(b"".join(ks))
         h.update(vecs.numpy().tobytes())
