@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mocha.data.episodes import draw_episodes, images_by_instance, load_episodes, write_episode_file
+from mocha.data.dataset import load_dataset, load_episodes
+from mocha.data.episodes import draw_episodes, images_by_instance, write_episode_file
 from mocha.data.records import read_split
-from mocha.data.schema import load_dataset
 from mocha.errors import DataError
 from tests.fixtures_data import make_yolo_dataset
 

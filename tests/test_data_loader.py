@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from mocha.data.dataset import load_dataset
 from mocha.data.images import PAD_VALUE, image_size, letterbox, load_image, norm_cxcywh_to_xyxy, xyxy_to_norm_cxcywh
 from mocha.data.loader import DetectionDataset, collate, yolo_targets
 from mocha.data.records import read_split
-from mocha.data.schema import load_dataset
 from mocha.errors import DataError
 from tests.fixtures_data import colour, make_yolo_dataset
 

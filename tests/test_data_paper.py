@@ -8,9 +8,8 @@ import random
 import pytest
 import yaml
 
-from mocha.data.episodes import load_episodes
+from mocha.data.dataset import load_dataset, load_episodes
 from mocha.data.records import read_split
-from mocha.data.schema import load_dataset
 from mocha.errors import DataError
 from tests.fixtures_data import make_paper_dataset
 

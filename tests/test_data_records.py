@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from mocha.data.dataset import load_dataset
 from mocha.data.records import Records, SkipReport, read_split
-from mocha.data.schema import load_dataset
 from mocha.errors import DataError
 from tests.fixtures_data import make_many_images, make_yolo_dataset, write_image, write_label
 

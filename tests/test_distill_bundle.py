@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from mocha.distill.bundle import load_bundle, save_bundle
 from mocha.errors import ConfigError
-from mocha.student.detector import Student
-from mocha.student.translator import Translator
+from mocha.models.bundle import load_bundle, save_bundle
+from mocha.models.detector import Student
+from mocha.models.translator import Translator
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import torch
 
 import mocha.distill.targets as targets_mod
 from mocha.cli import main
-from mocha.distill.bundle import load_bundle
-from mocha.student.detector import Student
+from mocha.models.bundle import load_bundle
+from mocha.models.detector import Student
 from tests.fixtures_datasets import COARSE, make_mocha_dataset
 
 D_T = 8

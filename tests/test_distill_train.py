@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from mocha.data.dataset import load_dataset
 from mocha.data.loader import DetectionDataset
 from mocha.data.records import read_split
-from mocha.data.schema import load_dataset
 from mocha.distill import schedule
 from mocha.distill.train import DistillConfig, NonFiniteLoss, epoch_plan, make_split, train
-from mocha.student.detector import Student
+from mocha.models.detector import Student
 from tests.fixtures_datasets import COARSE, make_mocha_dataset
 
 D_T = 16
@@ -76,7 +76,7 @@ def test_schedule_pieces():
     assert schedule.lr_factor(100, 100, 10) == pytest.approx(0.0, abs=1e-12)
     assert schedule.warmup_iters(200, 1000, 0.1) == 20 and schedule.warmup_iters(20_000, 1000, 0.1) == 1000
     s = Student.create("yolov8n.yaml", names=COARSE)
-    from mocha.student.translator import Translator
+    from mocha.models.translator import Translator
 
     groups = schedule.param_groups(s, Translator(448, 8), 1e-3, 1e-4, 1e-4, 1e-5, 0.0)
     assert [(g["name"], g["lr"], g["weight_decay"]) for g in groups] == [

@@ -13,7 +13,7 @@ import torch
 from mocha.errors import ConfigError, DataError
 from mocha.evaluate.episodic import EvalConfig, Evaluator, evaluate
 from mocha.evaluate.methods import MethodSpec, parse_method
-from mocha.student.detector import Student
+from mocha.models.detector import Student
 from tests.fixtures_data import PAPER_COARSE, make_paper_dataset
 
 KEYS = {"map50_95", "map50", "strict_map50_95", "accuracy", "support_ms_per_image", "query_ms_per_image",
@@ -117,8 +117,8 @@ def test_detected_path_equals_gt_path_when_boxes_are_the_ground_truth(tmp_path, 
 
 
 def test_world_with_bundle_student_and_plots(tmp_path, world):
-    from mocha.distill.bundle import save_bundle
-    from mocha.student.translator import Translator
+    from mocha.models.bundle import save_bundle
+    from mocha.models.translator import Translator
 
     torch.manual_seed(0)
     names = ["mug", "bottle", "ball", "book"]
@@ -197,8 +197,8 @@ def test_cli_runs_and_reports_bad_input(tmp_path, world, paper_student, capsys):
 
 
 def test_box_source_selection(tmp_path, world):
-    from mocha.distill.bundle import save_bundle
-    from mocha.student.translator import Translator
+    from mocha.models.bundle import save_bundle
+    from mocha.models.translator import Translator
 
     names = ["mug", "bottle", "ball", "book"]
     bundle = save_bundle(tmp_path / "bundle", Student.create("yolov8n.yaml", names=names), Translator(448, 32),

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mocha.evaluate.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
+from mocha.core.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
 
 
 def P(boxes, conf, prob, label):

@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mocha.errors import ConfigError
-from mocha.evaluate.learners import (
+from mocha.core.learners import (
     ConditionalLearner,
     FlatLearner,
     PrototypeLearner,
     SimpleShotLearner,
     create_learner,
 )
+from mocha.errors import ConfigError
 
 
 def _naive_conditional(protos: dict, coarse_of: dict, q: torch.Tensor, qc: torch.Tensor, fallback: str):

@@ -25,9 +25,9 @@ IMGSZ = 256
 
 def make_bundle(path, seed: int = 0, imgsz: int = IMGSZ, dim: int = 32):
     """A tiny random-weight bundle (YOLOv8n + a 448→dim translator) saved at `path`."""
-    from mocha.distill.bundle import save_bundle
-    from mocha.student.detector import Student
-    from mocha.student.translator import Translator
+    from mocha.models.bundle import save_bundle
+    from mocha.models.detector import Student
+    from mocha.models.translator import Translator
 
     torch.manual_seed(seed)
     return save_bundle(path, Student.create("yolov8n.yaml", names=NAMES).eval(), Translator(448, dim).eval(), None,

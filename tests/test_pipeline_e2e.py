@@ -10,8 +10,8 @@ import torch
 
 from mocha.cli import main
 from mocha.data.world import generate_world
-from mocha.distill.bundle import load_bundle
-from mocha.student.detector import Student
+from mocha.models.bundle import load_bundle
+from mocha.models.detector import Student
 from mocha.teacher.pca import PCAArtifact
 from mocha.teacher.store import EmbeddingStore
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mocha.errors import ConfigError
-from mocha.student.detector import Student
+from mocha.models.detector import Student
 
 
 @pytest.fixture(scope="module")

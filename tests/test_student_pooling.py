@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from mocha.student.pooling import pool_regions
+from mocha.models.pooling import pool_regions
 
 
 def naive_pool(feats, boxes, strides):

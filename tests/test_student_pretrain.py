@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mocha.cli import main
-from mocha.student.detector import Student
+from mocha.models.detector import Student
 from tests.fixtures_datasets import make_mocha_dataset
 
 

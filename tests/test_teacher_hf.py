@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from mocha.errors import ConfigError
-from mocha.teacher.base import MergedTeacher, create_teacher, teacher_key
+from mocha.teacher.base import MergedTeacher, teacher_key
 from mocha.teacher.clip import ClipTeacher
 from mocha.teacher.hf import model_revision, pick_device, pick_dtype, resolve_model
 from mocha.teacher.llava import LlavaTeacher
+from mocha.teacher.registry import create_teacher
 
 MAX_NEW = 8
 WORDS = ("user assistant : <image> describe accurately the visual appearance of using as many adjectives possible . "

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 import torch
 
+from mocha.data.dataset import load_dataset
 from mocha.data.records import read_split
-from mocha.data.schema import load_dataset
 from mocha.data.world import generate_world
 from mocha.errors import ConfigError
-from mocha.teacher.base import MergedTeacher, Teacher, create_teacher, teacher_key
+from mocha.teacher.base import MergedTeacher, Teacher, teacher_key
 from mocha.teacher.extract import extract_split
+from mocha.teacher.registry import create_teacher
 from mocha.teacher.store import EmbeddingStore, record_keys, region_key
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mocha.errors import ConfigError
-from mocha.student.translator import Translator
+from mocha.models.translator import Translator
 
 
 def test_parameter_count_about_2_6m():

@@ -79,8 +79,8 @@ def test_episodes_valid(world: Path) -> None:
 
 
 def test_loads_with_schema_reader(world: Path) -> None:
+    from mocha.data.dataset import load_dataset
     from mocha.data.records import read_split
-    from mocha.data.schema import load_dataset
 
     spec = load_dataset(world)
     for split in ("base_train", "base_val", "personal"):

@@ -12,6 +12,8 @@ import sys
 
 import typer
 
+from mocha.core.commands import COMMANDS, CommandSpec
+from mocha.core.config import parse_bool
 from mocha.errors import MochaError
 
 app = typer.Typer(
@@ -48,35 +50,49 @@ for _name in VERB_MODULES:
 _KV = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.*)$", re.S)
 
 
+def command_spec(argv: list[str]) -> CommandSpec | None:
+    """The generated verb named by the leading words of `argv` (`teacher extract ...`), if any."""
+    words: list[str] = []
+    for tok in argv:
+        if tok.startswith("-") or _KV.match(tok):
+            break
+        words.append(tok)
+    for n in range(len(words), 0, -1):
+        spec = COMMANDS.get(tuple(words[:n]))
+        if spec is not None:
+            return spec
+    return None
+
+
 def rewrite_argv(argv: list[str]) -> list[str]:
-    """Turn `key=value` tokens into `--key value` (underscores become dashes); booleans become flags."""
+    """Turn `key=value` tokens into `--key value` (underscores become dashes).
+
+    For a verb generated from a config, an unknown key is refused with the closest valid one suggested, and a
+    bool option's `key=true|false` becomes `--key` / `--no-key`.
+    """
+    spec = command_spec(argv)
+    bools = set(spec.config.bool_options()) if spec else set()
     out: list[str] = []
     for tok in argv:
         m = _KV.match(tok)
         if not m:
             out.append(tok)
             continue
-        key, value = m.group(1).replace("_", "-"), m.group(2)
-        if value.lower() in ("true", "yes", "1") and key in _BOOL_FLAGS:
-            out.append(f"--{key}")
-        elif value.lower() in ("false", "no", "0") and key in _BOOL_FLAGS:
-            out.append(f"--no-{key}")
+        key, value = m.group(1).replace("-", "_"), m.group(2)
+        if spec is not None:
+            spec.config.check_keys([key])
+        flag = key.replace("_", "-")
+        if key in bools:
+            out.append(f"--{flag}" if parse_bool(value, key) else f"--no-{flag}")
         else:
-            out.extend([f"--{key}", value])
+            out.extend([f"--{flag}", value])
     return out
-
-
-# Boolean options across verbs that accept key=true/false.
-_BOOL_FLAGS = {
-    "skip-bad", "overwrite", "fresh", "resume", "save", "append", "extract-missing", "skip-nonfinite",
-    "tensorboard", "plots", "cache", "quick", "progress",
-}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `mocha` console script."""
-    args = rewrite_argv(list(sys.argv[1:] if argv is None else argv))
     try:
+        args = rewrite_argv(list(sys.argv[1:] if argv is None else argv))
         rc = app(args=args, prog_name="mocha", standalone_mode=False)
         if isinstance(rc, int) and rc:
             raise SystemExit(rc)

@@ -9,17 +9,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mocha.errors import ConfigError
+from mocha.core.config import Config, option
+from mocha.core.registry import Registry
 from mocha.io import write_json
 
 # name -> "module:function"; the function takes (out_dir: Path, quick: bool) and returns BenchResult.
-BENCHMARKS: dict[str, str] = {
-    "translator": "mocha.distill.bench:run",
-    "extract": "mocha.teacher.bench:run",
-    "episodes": "mocha.evaluate.bench:run_episodes",
-    "prototypes": "mocha.evaluate.bench:run_prototypes",
-    "latency": "mocha.personalize.bench:run",
-}
+BENCHMARKS: Registry[str] = Registry("benchmark")
+BENCHMARKS.register("translator", "mocha.distill.bench:run", help="translator batched vs one region per call")
+BENCHMARKS.register("extract", "mocha.teacher.bench:run", help="teacher extraction pipeline vs forward only")
+BENCHMARKS.register("episodes", "mocha.evaluate.bench:run_episodes", help="100 vs 1 episode evaluation cost")
+BENCHMARKS.register("prototypes", "mocha.evaluate.bench:run_prototypes", help="prototype matching, 1000 instances")
+BENCHMARKS.register("latency", "mocha.personalize.bench:run", help="plain vs personalized detection, torch vs ONNX")
+
+
+def list_benchmarks() -> list[str]:
+    """Names `mocha bench` accepts."""
+    return BENCHMARKS.names()
+
+
+@dataclass(kw_only=True)
+class BenchConfig(Config):
+    """Run a speed/memory benchmark; print a table and write runs/bench/<name>.json."""
+
+    name: str = option(help="benchmark: " + " | ".join(BENCHMARKS.names()), choices=BENCHMARKS.names(),
+                       positional=True)
+    out: Path = option(Path("runs/bench"), help="folder for <name>.json")
+    quick: bool = option(False, help="fewer repetitions (for smoke tests)")
 
 
 @dataclass
@@ -57,11 +72,14 @@ def _check(value: Any, target: str) -> bool | None:
     return {"<=": v <= n, ">=": v >= n, "<": v < n, ">": v > n}.get(op)
 
 
+def bench(cfg: BenchConfig) -> dict[str, Any]:
+    """`mocha bench` as a function: `bench(BenchConfig(name="latency"))`."""
+    return run_benchmark(cfg.name, cfg.out, quick=cfg.quick)
+
+
 def run_benchmark(name: str, out_dir: Path = Path("runs/bench"), quick: bool = False) -> dict[str, Any]:
     """Run benchmark `name`, print its table and write `out_dir/<name>.json`; return the JSON object."""
-    if name not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
-    module, _, func = BENCHMARKS[name].partition(":")
+    module, _, func = BENCHMARKS.get(name).partition(":")
     fn = getattr(importlib.import_module(module), func)
     out_dir = Path(out_dir)
     t0 = time.perf_counter()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from mocha.data.episodes import Episode, load_episodes, write_episode_file
+from mocha.data.dataset import load_dataset, load_episodes
+from mocha.data.episodes import Episode, write_episode_file
 from mocha.data.images import Letterbox, letterbox, load_image
 from mocha.data.records import ImageRecord, Records, SkipReport, read_split
-from mocha.data.schema import DatasetSpec, EpisodeSource, InstanceInfo, SplitSpec, load_dataset
+from mocha.data.schema import DatasetSpec, EpisodeSource, InstanceInfo, SplitSpec
 
 __all__ = [
     "DatasetSpec",

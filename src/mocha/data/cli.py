@@ -32,9 +32,8 @@ def check_dataset(
     data: Path, splits: list[str] | None = None, skip_bad: bool = False, verify: str = "full"
 ) -> list[SplitSummary]:
     """Read and validate each split (and its episode sources); DataError on the first problem unless skip_bad."""
-    from mocha.data.episodes import load_episodes
+    from mocha.data.dataset import load_dataset, load_episodes
     from mocha.data.records import SkipReport, read_split
-    from mocha.data.schema import load_dataset
 
     if verify not in VERIFY:
         raise ConfigError(f"--verify: expected one of {', '.join(VERIFY)}, got {verify!r}")
@@ -119,9 +118,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., help="Episode JSON to write (our format, docs/formats.md)."),
     ) -> None:
         """Freeze the episodes `load_episodes` gives (YAML source or seeded draw) into an episode JSON."""
-        from mocha.data.episodes import load_episodes, write_episode_file
+        from mocha.data.dataset import load_dataset, load_episodes
+        from mocha.data.episodes import write_episode_file
         from mocha.data.records import read_split
-        from mocha.data.schema import load_dataset
 
         path = data_arg or data
         if path is None:

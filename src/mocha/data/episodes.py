@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mocha.data.records import ImageRecord
-from mocha.data.schema import DatasetSpec, EpisodeSource
+from mocha.data.schema import DatasetSpec
 from mocha.errors import DataError
 
 EPISODE_FORMAT_KEYS = ("split", "shots", "episodes")
@@ -94,7 +94,7 @@ def read_episode_file(
     path: Path, records: Sequence[ImageRecord], images_root: Path, shots: int | None = None, split: str | None = None
 ) -> list[Episode]:
     """Our episode JSON → Episodes; every problem is a DataError naming the file and episode."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("episodes"), list):
         raise DataError(f"{path}: expected {{'split': ..., 'shots': ..., 'episodes': [...]}}")
     if split is not None and data.get("split", split) != split:
@@ -113,8 +113,8 @@ def read_episode_file(
                 iid = int(inst)
             except ValueError:
                 raise DataError(f"{where}: support key {inst!r} is not an instance id") from None
-            support[iid] = sorted(_find(index, f, where) for f in files)
-        query = [_find(index, f, where) for f in ep["query"]]
+            support[iid] = sorted(find_image(index, f, where) for f in files)
+        query = [find_image(index, f, where) for f in ep["query"]]
         clash = sorted({i for v in support.values() for i in v} & set(query))
         if clash:
             raise DataError(f"{where}: image {records[clash[0]].image.name} is both a support and a query image")
@@ -148,7 +148,7 @@ def write_episode_file(
     return Path(path)
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -157,7 +157,7 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: unreadable episode file ({exc})") from None
 
 
-def _find(index: ImageIndex, name: str, where: str, kind: str = "") -> int:
+def find_image(index: ImageIndex, name: str, where: str, kind: str = "") -> int:
     try:
         i = index.find(name)
     except DataError as exc:
@@ -196,45 +196,3 @@ def episode_split(spec: DatasetSpec, split: str | None = None) -> str:
     if found is None:
         raise DataError(f"{spec.path}: no split with instance labels to draw episodes from")
     return found
-
-
-def load_episodes(
-    spec: DatasetSpec,
-    shots: int,
-    n: int = 100,
-    seed: int = 0,
-    split: str | None = None,
-    records: Sequence[ImageRecord] | None = None,
-) -> tuple[str, list[Episode]]:
-    """(split name, its first `n` episodes for `shots`). Episode indices refer to `read_split(spec, split)`.
-
-    The YAML's source for (split, shots) is used when there is one: a file (its first n episodes) or a draw
-    (at most its `count`, seed = its seed + `seed`); otherwise n episodes are drawn with `seed`. Pass the
-    split's `records` when already read (they must come from `read_split(spec, split)`).
-    """
-    split = episode_split(spec, split)
-    if spec.split(split).label_ids != "instance":
-        raise DataError(f"{spec.path}: split {split!r} has coarse labels; episodes need instance labels")
-    if records is None:
-        from mocha.data.records import read_split
-
-        records = read_split(spec, split)
-    src: EpisodeSource | None = spec.episodes.get(split, {}).get(shots)
-    if src is not None and src.dialect != "mocha":
-        from mocha.data.paper import paper_episodes
-
-        episodes = paper_episodes(spec, src, records, n, seed)
-        validate_episodes(episodes, records, spec, None, str(src.file))
-        return split, episodes
-    if src is not None and src.file is not None:
-        episodes = read_episode_file(src.file, records, spec.split(split).images, shots, split)[:n]
-        source = str(src.file)
-    else:
-        count, base = (n, 0) if src is None else (min(n, src.count), src.seed)
-        try:
-            episodes = draw_episodes(records, shots, count, base + seed)
-        except DataError as exc:
-            raise DataError(f"{spec.path}: split {split!r}: {exc}") from None
-        source = f"{spec.path} ({split}, {shots}-shot draw)"
-    validate_episodes(episodes, records, spec, shots, source)
-    return split, episodes

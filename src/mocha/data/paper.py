@@ -24,18 +24,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mocha.data.episodes import Episode, ImageIndex, _find, _read_json
+from mocha.data.episodes import Episode, ImageIndex, find_image, read_json
 from mocha.data.records import ImageRecord
-from mocha.data.schema import DatasetSpec, EpisodeSource, InstanceInfo, SplitSpec, _names, labels_dir_for
+from mocha.data.schema import DatasetSpec, EpisodeSource, InstanceInfo, SplitSpec, labels_dir_for, parse_names
 from mocha.errors import DataError
 
 LAYOUTS = ("perseg", "core50", "icubworld", "pod")
 PAPER_KEYS = ("coarse_names", "fine_names", "idmap")
 SPLIT = "personal"
-
-
-def is_paper_yaml(data: dict[str, Any]) -> bool:
-    return any(k in data for k in PAPER_KEYS)
 
 
 def _resolve(value: Any, names: list[str], what: str, path: Path) -> int:
@@ -105,8 +101,8 @@ def load_paper_dataset(path: Path, data: dict[str, Any]) -> DatasetSpec:
     for key in PAPER_KEYS:
         if key not in data:
             raise DataError(f"{path}: paper-dataset YAML needs `{key}`")
-    coarse_names = _names(data["coarse_names"], path, "coarse_names")
-    fine_names = _names(data["fine_names"], path, "fine_names")
+    coarse_names = parse_names(data["coarse_names"], path, "coarse_names")
+    fine_names = parse_names(data["fine_names"], path, "fine_names")
     if not isinstance(data["idmap"], dict):
         raise DataError(f"{path}: `idmap` must map instance → coarse class")
     instances: dict[int, InstanceInfo] = {}
@@ -156,7 +152,7 @@ def paper_episodes(
 ) -> list[Episode]:
     """Episodes of a paper layout: from its episode file, or POD's seeded draw from the class→images JSON."""
     assert src.file is not None
-    data = _read_json(src.file)
+    data = read_json(src.file)
     if src.dialect == "pod":
         return _pod_episodes(spec, src, data, records, n, seed)
     if isinstance(data, dict):
@@ -175,8 +171,8 @@ def paper_episodes(
         where = f"{src.file}: episode {e}"
         if not isinstance(ep, dict) or not isinstance(ep.get("train"), list) or not isinstance(ep.get("val"), list):
             raise DataError(f"{where}: needs 'train' (support) and 'val' (query) lists of image names")
-        support = _support(records, [_find(index, f, where, "support ") for f in ep["train"]])
-        episodes.append(Episode(e, support, [_find(index, f, where, "query ") for f in ep["val"]]))
+        support = _support(records, [find_image(index, f, where, "support ") for f in ep["train"]])
+        episodes.append(Episode(e, support, [find_image(index, f, where, "query ") for f in ep["val"]]))
     if not episodes:
         raise DataError(f"{src.file}: episode file lists no episodes")
     return episodes
@@ -217,6 +213,7 @@ def _pod_episodes(
         support: dict[int, list[int]] = {}
         for iid in sorted(per_class):
             names = rng.sample(per_class[iid], src.shots)
-            support[iid] = sorted(train_idx[_find(index, f, f"{src.file}: episode {e}", "support ")] for f in names)
+            where = f"{src.file}: episode {e}"
+            support[iid] = sorted(train_idx[find_image(index, f, where, "support ")] for f in names)
         episodes.append(Episode(e, support, query))
     return episodes

@@ -94,7 +94,7 @@ def labels_dir_for(images: Path) -> Path:
     return images
 
 
-def _names(raw: Any, path: Path, key: str) -> list[str]:
+def parse_names(raw: Any, path: Path, key: str) -> list[str]:
     if isinstance(raw, dict):
         try:
             items = sorted((int(k), str(v)) for k, v in raw.items())
@@ -156,24 +156,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_dataset(path: str | Path) -> DatasetSpec:
-    """Read our dataset YAML or a paper-dataset YAML (dispatch on its keys); a folder holding one YAML works too."""
-    path = Path(path).resolve()
-    if path.is_dir():
-        found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
-        if len(found) != 1:
-            what = ", ".join(p.name for p in found) if found else "none"
-            raise DataError(f"{path}: expected exactly one dataset YAML in the folder (found {what})")
-        path = found[0]
-    data = read_yaml(path)
-    if "coarse_names" in data or "fine_names" in data or "idmap" in data:
-        from mocha.data.paper import load_paper_dataset
-
-        return load_paper_dataset(path, data)
+def parse_dataset(path: Path, data: dict[str, Any]) -> DatasetSpec:
+    """Our dataset YAML (already read from `path`) → DatasetSpec; `mocha.data.dataset.load_dataset` dispatches here."""
     if data.get("format", FORMAT) != FORMAT:
         raise DataError(f"{path}: unsupported format {data.get('format')!r} (expected {FORMAT})")
     root = (path.parent / str(data.get("root", "."))).resolve()
-    names = _names(data.get("names"), path, "names")
+    names = parse_names(data.get("names"), path, "names")
     instances = _instances(data.get("instances"), names, path)
     splits: dict[str, SplitSpec] = {}
     for name, s in (data.get("splits") or {}).items():

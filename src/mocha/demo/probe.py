@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mocha.data.dataset import load_dataset
 from mocha.data.images import letterbox, load_image, norm_cxcywh_to_xyxy
 from mocha.data.records import read_split
-from mocha.data.schema import load_dataset
 from mocha.data.world.probe import histogram_features, nearest_prototype_accuracy
 from mocha.teacher.crops import crop_regions
 
@@ -67,12 +67,12 @@ def collapse_probe(
         keys = [k for ks in s.region_keys(records, spec.names) for k in ks]
         feats["teacher"] = s.get(keys).float().numpy()
     if student is not None:
-        from mocha.student.detector import Student
+        from mocha.models.detector import Student
 
         st = Student.load(student).eval()
         feats["student"] = _region_features(st, st.region_features, images, boxes, imgsz)
     if bundle is not None:
-        from mocha.distill.bundle import load_bundle
+        from mocha.models.bundle import load_bundle
 
         b = load_bundle(bundle)
         b.student.eval()

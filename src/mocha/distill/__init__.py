@@ -2,6 +2,5 @@
 
 Public face:
 - `losses.dist_loss(pred, target)`, `losses.emb_loss(pred, target, temperature)`
-- `bundle.Bundle`, `bundle.save_bundle(...)`, `bundle.load_bundle(path)` — student + translator + PCA + config
 - `train.DistillConfig`, `train.distill(config) -> Path` — the SPEC schedule, single process or torchrun
 """

@@ -15,8 +15,8 @@ import torch
 
 from mocha.bench.core import BenchResult
 from mocha.distill.losses import dist_loss, emb_loss
-from mocha.student.pooling import pool_regions
-from mocha.student.translator import Translator
+from mocha.models.pooling import pool_regions
+from mocha.models.translator import Translator
 
 STRIDES = (8, 16, 32)
 DIMS = (64, 128, 256)

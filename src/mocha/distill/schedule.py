@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from mocha.student.detector import Student
+from mocha.models.detector import Student
 
 
 def is_detection_epoch(epoch: int, det_every: int) -> bool:

@@ -43,12 +43,12 @@ from torch import Tensor
 
 from mocha.data.loader import DetectionDataset, yolo_targets
 from mocha.distill import schedule
-from mocha.distill.bundle import load_bundle, save_bundle
 from mocha.distill.losses import dist_loss, emb_loss
 from mocha.errors import ConfigError, MochaError
 from mocha.io import write_json
-from mocha.student.detector import Student
-from mocha.student.translator import Translator
+from mocha.models.bundle import load_bundle, save_bundle
+from mocha.models.detector import Student
+from mocha.models.translator import Translator
 
 log = logging.getLogger(__name__)
 
@@ -739,8 +739,8 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
         raise ConfigError(f"--imgsz must be a multiple of 32, got {cfg.imgsz}")
     if cfg.batch < 1 or cfg.epochs < 1:
         raise ConfigError("--batch and --epochs must be positive")
+    from mocha.data.dataset import load_dataset
     from mocha.data.records import read_split
-    from mocha.data.schema import load_dataset
 
     spec = load_dataset(cfg.data)
     student = Student.load(cfg.student)

@@ -1,13 +1,13 @@
 """mocha.evaluate — stage 3: few-shot learners and the episodic benchmark.
 
 Public face:
-- learners: `PrototypeLearner`, `ConditionalLearner`, `FlatLearner`, `SimpleShotLearner`, `create_learner`
+- learners: re-exported from `mocha.core.learners` (shared with `mocha.personalize`)
 - evaluator: `EvalConfig`, `MethodSpec`, `evaluate(config) -> report dict` (writes runs/evaluate/<name>/)
-- metrics: `paper_map`, `strict_map`, `top1_accuracy` (mocha.evaluate.metrics)
+- metrics: `paper_map`, `strict_map`, `top1_accuracy` (mocha.core.metrics)
 - CLI: `mocha evaluate`; benchmarks `mocha bench episodes|prototypes` (mocha.evaluate.bench)
 """
 
-from mocha.evaluate.learners import (
+from mocha.core.learners import (
     ConditionalLearner,
     FlatLearner,
     PrototypeLearner,

@@ -23,7 +23,7 @@ def run_episodes(out_dir: Path, quick: bool = False) -> BenchResult:
     from mocha.data.world import generate_world
     from mocha.evaluate.episodic import EvalConfig, evaluate
     from mocha.evaluate.methods import MethodSpec
-    from mocha.student.detector import Student
+    from mocha.models.detector import Student
 
     many = 20 if quick else 100
     max_det = 50 if quick else 300
@@ -34,7 +34,7 @@ def run_episodes(out_dir: Path, quick: bool = False) -> BenchResult:
         tmp = Path(tmp)
         data = generate_world(tmp / "world", size="tiny", seed=0, progress=False)
         torch.manual_seed(0)
-        from mocha.data.schema import load_dataset
+        from mocha.data.dataset import load_dataset
 
         Student.create("yolov8n.yaml", names=load_dataset(data).names).save(tmp / "student.safetensors")
         try:
@@ -67,7 +67,7 @@ def run_episodes(out_dir: Path, quick: bool = False) -> BenchResult:
 
 def run_prototypes(out_dir: Path, quick: bool = False) -> BenchResult:
     """Conditional learner: 1000 enrolled instances (31 coarse classes, 512-d), 300 query boxes → match_ms."""
-    from mocha.evaluate.learners import ConditionalLearner, FlatLearner, SimpleShotLearner
+    from mocha.core.learners import ConditionalLearner, FlatLearner, SimpleShotLearner
 
     g = torch.Generator().manual_seed(0)
     n_inst, n_query, dim, n_coarse = 1000, 300, 512, 31

@@ -5,7 +5,7 @@
    proposed boxes (query features); `teacher-gt` embeds only the GT boxes, which are also its query boxes.
    Image features do not depend on the episode, so they are computed once and reused by every episode.
 3. Each episode enrols its support instances in a fresh learner and relabels all query boxes in one
-   `predict` call; metrics (mocha.evaluate.metrics) are averaged over episodes (mean ± std). The query
+   `predict` call; metrics (mocha.core.metrics) are averaged over episodes (mean ± std). The query
    ground truth is the boxes of the episode's enrolled instances (other boxes are not scored).
 4. Time per image of a support pass and of a query pass (as a user would run them: query = detect + embed),
    after a warm-up, on the first `time_images` images; peak memory (RSS on CPU, CUDA peak on GPU).
@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mocha.core.learners import create_learner
+from mocha.core.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
 from mocha.errors import ConfigError, DataError
 from mocha.evaluate.cache import CHUNK, FeatureCache, digest, file_stamp, pack, records_digest, unpack
-from mocha.evaluate.learners import create_learner
 from mocha.evaluate.methods import Method, MethodSpec, build_method
-from mocha.evaluate.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
 
 log = logging.getLogger("mocha.evaluate")
 METRICS = ("map50_95", "map50", "strict_map50_95", "accuracy")
@@ -128,7 +128,7 @@ def coarse_map(detector_names: list[str], spec: Any, records: Any = None) -> np.
 
 def load_box_source(path: str | Path, device: torch.device) -> Any:
     """Student from weights, or the student of a bundle / distill run folder."""
-    from mocha.student.detector import Student
+    from mocha.models.detector import Student
 
     p = Path(path)
     if p.is_dir() and not (p / "student.safetensors").exists() and (p / "best" / "student.safetensors").exists():
@@ -154,9 +154,9 @@ class Evaluator:
     """Holds the split, the box source, the methods and their cached features."""
 
     def __init__(self, config: EvalConfig) -> None:
-        from mocha.data.episodes import episode_split, load_episodes
+        from mocha.data.dataset import load_dataset, load_episodes
+        from mocha.data.episodes import episode_split
         from mocha.data.records import read_split
-        from mocha.data.schema import load_dataset
 
         self.cfg = config
         if not config.methods:

@@ -158,18 +158,18 @@ def build_method(spec: MethodSpec, box_source: Any, device: torch.device) -> Met
             if box_source is None:
                 raise ConfigError("method 'student' needs --detector (student weights)")
             return StudentMethod(spec.label, box_source)
-        from mocha.student.detector import Student
+        from mocha.models.detector import Student
 
         return StudentMethod(spec.label, Student.load(spec.detector).to(device).eval())
     if spec.kind == "mocha":
         if spec.bundle is None:
             raise ConfigError(f"method {spec.label!r} needs a bundle (--bundle PATH)")
-        from mocha.distill.bundle import load_bundle
+        from mocha.models.bundle import load_bundle
 
         return BundleMethod(spec.label, load_bundle(spec.bundle, device=device))
     teacher = spec.teacher if spec.teacher is not None else "builtin"
     if isinstance(teacher, str | Path):
-        from mocha.teacher.base import create_teacher
+        from mocha.teacher.registry import create_teacher
 
         teacher = create_teacher(str(teacher), device=str(device))
     return TeacherMethod(spec.label, teacher, gt=spec.kind == "teacher-gt")

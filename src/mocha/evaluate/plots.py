@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mocha.evaluate.report import COLUMNS
+from mocha.core.metrics import COLUMNS
 
 
 def _plt():

@@ -7,14 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mocha.core.metrics import COLUMNS
 from mocha.io import atomic_dir
-
-COLUMNS = [
-    ("map50_95", "mAP50-95"),
-    ("map50", "mAP50"),
-    ("strict_map50_95", "strict mAP50-95"),
-    ("accuracy", "top-1 acc"),
-]
 
 
 def _clean(obj: Any) -> Any:

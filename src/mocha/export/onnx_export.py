@@ -3,7 +3,7 @@
     detector.onnx   images (1,3,S,S) float [0,1] → pred (1, 4+nc, A) decoded xywh + class scores (all anchors),
                     p3, p4, p5 (the maps feeding the head)
     embedder.onnx   p3, p4, p5 + boxes (N,4) xyxy letterboxed pixels → embeddings (N, d_t)
-                    (the exact box-mean pooling of mocha.student.pooling + the translator)
+                    (the exact box-mean pooling of mocha.models.pooling + the translator)
     export.json     format, bundle digest/path, class names, imgsz, strides, dims, opset, versions
 
 NMS runs outside the graphs (the same ultralytics call as the PyTorch student), so both backends keep the
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, read_manifest
-from mocha.student.pooling import pool_level
+from mocha.models.pooling import pool_level
 
 FORMAT = "mocha-onnx/1"
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
     """Export `bundle_path` to the folder `out` (written atomically); returns `out`."""
     import onnx
 
-    from mocha.distill.bundle import load_bundle, versions
+    from mocha.models.bundle import load_bundle, versions
 
     bundle = load_bundle(bundle_path, device="cpu")
     imgsz = int(imgsz or default_imgsz(bundle))

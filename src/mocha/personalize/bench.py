@@ -53,9 +53,9 @@ def prepare(work: Path, bundle: Path | None) -> dict[str, Any]:
 
     settings: dict[str, Any] = {"conf": 0.1, "max_det": 300}
     if bundle is None:
-        from mocha.distill.bundle import save_bundle
-        from mocha.student.detector import Student
-        from mocha.student.translator import Translator
+        from mocha.models.bundle import save_bundle
+        from mocha.models.detector import Student
+        from mocha.models.translator import Translator
 
         torch.manual_seed(0)
         student = Student.create("yolov8n.yaml", names=NAMES)

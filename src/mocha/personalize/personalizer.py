@@ -58,7 +58,7 @@ class TorchEngine:
     def load(cls, path: str | Path, device: str | None = None, imgsz: int | None = None) -> TorchEngine:
         import torch
 
-        from mocha.distill.bundle import load_bundle
+        from mocha.models.bundle import load_bundle
 
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(load_bundle(path, device=dev), imgsz)
@@ -195,7 +195,7 @@ class Personalizer:
         max_det: int = 300,
         enroll_conf: float = 0.05,
     ) -> None:
-        from mocha.evaluate.learners import ConditionalLearner
+        from mocha.core.learners import ConditionalLearner
 
         gallery.check_bundle(engine.digest, getattr(engine, "bundle_path", "") or "")
         if gallery.dim != engine.dim:
@@ -475,12 +475,12 @@ def tune_min_similarity(
     calibration: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Choose `min_similarity` maximizing the mean strict mAP (COCO mAP over all enrolled instances, score =
-    confidence × calibrated instance score; mocha.evaluate.metrics.strict_map) over episodes.
+    confidence × calibrated instance score; mocha.core.metrics.strict_map) over episodes.
 
     `episodes[e]`: that episode's query images; `enrolled[e]`: its enrolled instance indices. The calibration
     is fitted on the same data unless given. Returns {"min_similarity", "strict_map", "calibration", "table"}.
     """
-    from mocha.evaluate.metrics import ImagePreds, ImageTruth, strict_map
+    from mocha.core.metrics import ImagePreds, ImageTruth, strict_map
 
     if len(episodes) != len(enrolled) or not episodes:
         raise ConfigError("tune_min_similarity: give one enrolled list per episode (and at least one episode)")
@@ -518,9 +518,9 @@ def tune_on_dataset(
     import torch
     from tqdm import tqdm
 
+    from mocha.core.learners import ConditionalLearner
     from mocha.data import load_dataset, load_episodes, read_split
     from mocha.data.images import norm_cxcywh_to_xyxy
-    from mocha.evaluate.learners import ConditionalLearner
 
     spec = load_dataset(data)
     split, eps = load_episodes(spec, shots, n=episodes, seed=seed)

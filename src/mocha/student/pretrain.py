@@ -91,14 +91,14 @@ def _initial_weights(model: str, names: list[str], run_dir: Path) -> tuple[str, 
     if p.suffix in (".yaml", ".yml"):
         return model, None
     if not p.exists():
-        from mocha.student.detector import Student
+        from mocha.models.detector import Student
 
         Student.load(p)  # raises the "how to provide weights" error
     if p.suffix == ".pt":
         return str(p), None
     import torch
 
-    from mocha.student.detector import Student
+    from mocha.models.detector import Student
 
     student = Student.load(p)
     if student.names != list(names):
@@ -112,8 +112,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
     """Run stage 1; return the path of the trained `student.safetensors`."""
     from ultralytics import YOLO
 
-    from mocha.data.schema import load_dataset
-    from mocha.student.detector import Student
+    from mocha.data.dataset import load_dataset
+    from mocha.models.detector import Student
 
     spec = load_dataset(cfg.data)
     run_dir = Path(cfg.project) / cfg.name

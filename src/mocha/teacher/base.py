@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -85,55 +84,3 @@ class MergedTeacher(Teacher):
         self.text.to(device)
         self.image.to(device)
         return self
-
-
-def _builtin(**kw: Any) -> Teacher:
-    from mocha.teacher.builtin import create_builtin
-
-    return create_builtin(**kw)
-
-
-def _llava(**kw: Any) -> Teacher:
-    from mocha.teacher.llava import LlavaTeacher
-
-    return LlavaTeacher.load(**kw)
-
-
-def _clip(**kw: Any) -> Teacher:
-    from mocha.teacher.clip import ClipTeacher
-
-    return ClipTeacher.load(**kw)
-
-
-def _llava_clip(**kw: Any) -> Teacher:
-    from mocha.teacher.clip import ClipTeacher
-    from mocha.teacher.llava import LlavaTeacher
-
-    clip_kw = {k[len("clip_"):]: v for k, v in kw.items() if k.startswith("clip_")}
-    llava_kw = {k: v for k, v in kw.items() if not k.startswith("clip_")}
-    for shared in ("device", "dtype"):
-        if shared in llava_kw:
-            clip_kw.setdefault(shared, llava_kw[shared])
-    return MergedTeacher("llava+clip", LlavaTeacher.load(**llava_kw), ClipTeacher.load(**clip_kw))
-
-
-TEACHERS: dict[str, Callable[..., Teacher]] = {
-    "builtin": _builtin,
-    "llava": _llava,
-    "clip": _clip,
-    "llava+clip": _llava_clip,
-}
-
-
-def create_teacher(name: str, **options: Any) -> Teacher:
-    """A teacher by registry name; options go to its loader (`model=PATH`, `device=...`, decoding, ...).
-
-    `llava+clip` passes `clip_*` options (e.g. `clip_model=PATH`) to the CLIP half and the rest to LLaVA.
-    """
-    if isinstance(name, Teacher):
-        return name
-    key = str(name).strip().lower()
-    if key not in TEACHERS:
-        raise ConfigError(f"--teacher: unknown teacher {name!r}; choose one of {', '.join(TEACHERS)}")
-    options = {k: v for k, v in options.items() if v is not None}
-    return TEACHERS[key](**options)

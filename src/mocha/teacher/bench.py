@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from mocha.bench.core import BenchResult
+from mocha.data.dataset import load_dataset
 from mocha.data.images import load_image, norm_cxcywh_to_xyxy
 from mocha.data.records import read_split
-from mocha.data.schema import load_dataset
-from mocha.teacher.base import Teacher, create_teacher
+from mocha.teacher.base import Teacher
 from mocha.teacher.crops import crop_regions
 from mocha.teacher.extract import extract_split
+from mocha.teacher.registry import create_teacher
 
 SPLITS = ("base_train", "base_val", "personal")
 

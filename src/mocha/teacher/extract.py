@@ -23,12 +23,14 @@ import torch
 import torch.distributed as tdist
 from tqdm import tqdm
 
+from mocha.data.dataset import load_dataset
 from mocha.data.images import load_image, norm_cxcywh_to_xyxy
 from mocha.data.records import read_split
-from mocha.data.schema import DatasetSpec, load_dataset
+from mocha.data.schema import DatasetSpec
 from mocha.errors import ConfigError, DataError
-from mocha.teacher.base import Teacher, create_teacher, teacher_key
+from mocha.teacher.base import Teacher, teacher_key
 from mocha.teacher.crops import crop_regions
+from mocha.teacher.registry import create_teacher
 from mocha.teacher.store import EmbeddingStore, record_keys
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from mocha.errors import ConfigError
-from mocha.student.pooling import pool_regions
+from mocha.models.pooling import pool_regions
 
 DEFAULT_CFG = "yolov8n.yaml"
 

@@ -26,6 +26,14 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+# Report columns: metric key → table header (report.md, plots).
+COLUMNS = [
+    ("map50_95", "mAP50-95"),
+    ("map50", "mAP50"),
+    ("strict_map50_95", "strict mAP50-95"),
+    ("accuracy", "top-1 acc"),
+]
+
 IOUV = torch.linspace(0.5, 0.95, 10)
 
 

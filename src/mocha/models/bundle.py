@@ -23,8 +23,8 @@ from torch import Tensor
 
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, read_manifest
-from mocha.student.detector import Student
-from mocha.student.translator import Translator
+from mocha.models.detector import Student
+from mocha.models.translator import Translator
 
 FORMAT = "mocha-bundle/1"
 log = logging.getLogger(__name__)

@@ -1,0 +1,24 @@
+"""The one run-folder policy of every verb that writes a run: `<project>/<name>/`.
+
+- the folder is new → use it;
+- it exists and `exist_ok` → reuse it (the verb says what reuse means: overwrite files, or start over);
+- it exists otherwise → the next free `<name>2`, `<name>3`, ... (ultralytics' `increment_path`), so two runs
+  never mix silently. `resume` verbs pass `exist_ok=True` for the folder they continue.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def run_dir(project: str | Path, name: str, exist_ok: bool = False, mkdir: bool = False) -> Path:
+    """`<project>/<name>`, or the next free `<name>N` (N = 2, 3, ...) when it exists and not `exist_ok`."""
+    base = Path(project) / name
+    path = base
+    if path.exists() and not exist_ok:
+        n = 2
+        while (path := base.with_name(f"{base.name}{n}")).exists():
+            n += 1
+    if mkdir:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
