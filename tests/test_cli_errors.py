@@ -8,9 +8,14 @@ from mocha.cli import main
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["detect", "gallery=x", "out=y"], "No such option: --out"),
-    (["teacher", "extract", "data=x"], "Missing option '--out'"),
-    (["teacher", "pca", "store=s", "dim=abc"], "Invalid value for '--dim'"),
+    (["detect", "gallery=x", "out=y"], "unknown option 'out' for `mocha detect`"),
+    (["teacher", "extract", "data=x"], "out=... is required"),
+    (["teacher", "pca", "store=.", "dim=abc"], "dim='abc': expected an integer"),
+    (["teacher", "pca", "store=.", "dim=0"], "dim=0: must be >= 1"),
+    (["distill", "epoch=3"], "unknown option 'epoch' for `mocha distill`; did you mean 'epochs'?"),
+    (["evaluate", "data=.", "learner=flt"], "unknown learner 'flt'; did you mean 'flat'?"),
+    (["evaluate", "data=.", "plots=maybe"], "plots='maybe': expected true or false"),
+    (["evaluate", "data=nowhere.yaml"], "data=nowhere.yaml: no such file or folder"),
 ])
 def test_usage_errors_exit_2_with_one_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from mocha.errors import ConfigError, DataError
-from mocha.evaluate.episodic import EvalConfig, Evaluator, evaluate
-from mocha.evaluate.methods import MethodSpec, parse_method
+from mocha.evaluate.config import EvalConfig, MethodSpec, parse_method
+from mocha.evaluate.episodic import Evaluator, evaluate
 from mocha.models.detector import Student
 from tests.fixtures_data import PAPER_COARSE, make_paper_dataset
 
@@ -66,7 +66,7 @@ def _methods() -> list[MethodSpec]:
 
 def _config(data, detector, tmp_path, name, **kw) -> EvalConfig:
     base = dict(data=data, methods=_methods(), shots=[1], episodes=3, detector=detector, imgsz=64, conf=0.001,
-                max_det=20, time_images=2, out=tmp_path / "runs", name=name, progress=False, plots=False)
+                max_det=20, time_images=2, project=tmp_path / "runs", name=name, progress=False, plots=False)
     base.update(kw)
     return EvalConfig(**base)
 
@@ -167,7 +167,7 @@ def test_bad_input_errors_name_the_culprit(tmp_path, world, paper_student):
         ep_file.write_text(original)
     with pytest.raises(ConfigError, match="unknown method"):
         parse_method("oracle", {})
-    with pytest.raises(ConfigError, match="--bundle"):
+    with pytest.raises(ConfigError, match="bundle=PATH"):
         parse_method("mocha", {})
     with pytest.raises(ConfigError, match="unknown learner"):
         Evaluator(_config(world, good, tmp_path, "bad", learner="knn"))
@@ -216,7 +216,7 @@ def test_box_source_selection(tmp_path, world):
     # the `student` method without its own weights uses --detector; without --detector it is an error
     ev = Evaluator(_config(world, plain, tmp_path, "c", methods=[MethodSpec("student")]))
     assert ev.methods[0].method.detector is ev.box_source
-    with pytest.raises(ConfigError, match="needs --detector"):
+    with pytest.raises(ConfigError, match="needs detector=PATH"):
         Evaluator(_config(world, None, tmp_path, "d", methods=[MethodSpec("mocha", bundle=bundle),
                                                                 MethodSpec("student")]))
     with pytest.raises(ConfigError, match="no detector proposes the query boxes"):

@@ -9,12 +9,13 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+from typing import Any
 
 import typer
 
-from mocha.core.commands import COMMANDS, CommandSpec
 from mocha.core.config import parse_bool
-from mocha.errors import MochaError
+from mocha.core.registry import unknown_message
+from mocha.errors import ConfigError, MochaError
 
 app = typer.Typer(
     name="mocha",
@@ -50,28 +51,33 @@ for _name in VERB_MODULES:
 _KV = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.*)$", re.S)
 
 
-def command_spec(argv: list[str]) -> CommandSpec | None:
-    """The generated verb named by the leading words of `argv` (`teacher extract ...`), if any."""
+def resolve_command(argv: list[str]) -> tuple[tuple[str, ...], Any] | None:
+    """(words, click command) named by the leading words of `argv` (`teacher extract ...`), if any."""
+    cmd: Any = typer.main.get_command(app)  # typer ships its own click copy: groups are told by `.commands`
     words: list[str] = []
     for tok in argv:
-        if tok.startswith("-") or _KV.match(tok):
+        if tok.startswith("-") or _KV.match(tok) or not hasattr(cmd, "commands"):
             break
-        words.append(tok)
-    for n in range(len(words), 0, -1):
-        spec = COMMANDS.get(tuple(words[:n]))
-        if spec is not None:
-            return spec
-    return None
+        sub = cmd.commands.get(tok)
+        if sub is None:
+            break
+        cmd, words = sub, [*words, tok]
+    return (tuple(words), cmd) if words and not hasattr(cmd, "commands") else None
 
 
 def rewrite_argv(argv: list[str]) -> list[str]:
     """Turn `key=value` tokens into `--key value` (underscores become dashes).
 
-    For a verb generated from a config, an unknown key is refused with the closest valid one suggested, and a
-    bool option's `key=true|false` becomes `--key` / `--no-key`.
+    The verb's own options decide: an unknown key is refused with the closest valid one suggested, and a bool
+    flag's `key=true|false` becomes `--key` / `--no-key`.
     """
-    spec = command_spec(argv)
-    bools = set(spec.config.bool_options()) if spec else set()
+    found = resolve_command(argv)
+    options: dict[str, bool] = {}  # option key → is a flag
+    if found is not None:
+        for param in found[1].params:
+            for opt in getattr(param, "opts", []):
+                if opt.startswith("--"):
+                    options[opt[2:].replace("-", "_")] = bool(getattr(param, "is_flag", False))
     out: list[str] = []
     for tok in argv:
         m = _KV.match(tok)
@@ -79,10 +85,11 @@ def rewrite_argv(argv: list[str]) -> list[str]:
             out.append(tok)
             continue
         key, value = m.group(1).replace("-", "_"), m.group(2)
-        if spec is not None:
-            spec.config.check_keys([key])
+        if found is not None and key not in options:
+            where = f" for `mocha {' '.join(found[0])}`"
+            raise ConfigError(unknown_message("option", key, sorted(k for k in options if k != "help"), where))
         flag = key.replace("_", "-")
-        if key in bools:
+        if options.get(key):
             out.append(f"--{flag}" if parse_bool(value, key) else f"--no-{flag}")
         else:
             out.extend([f"--{flag}", value])

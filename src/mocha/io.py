@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -78,3 +79,12 @@ def read_manifest(folder: str | Path, filename: str, fmt: str, what: str, hint: 
         found = meta.get("format") if isinstance(meta, dict) else None
         raise ConfigError(f"{path}: unknown {what} format {found!r} (expected {fmt})")
     return meta
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB chunks (the one hashing helper for shipped and saved files)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
-from mocha.core.config import Config, field_types, is_bool
+from mocha.core.config import Config, base_type, field_types, is_bool
 
 # Annotations typer sees; values stay strings (or None when not given) and the config coerces them.
 _STR = Optional[str]  # noqa: UP045 — typer needs a real typing object here
@@ -37,6 +39,14 @@ class CommandSpec:
 
 # words → spec, filled as verbs register; the CLI reads it to rewrite `key=value` tokens.
 COMMANDS: dict[tuple[str, ...], CommandSpec] = {}
+
+
+def _metavar(tp: Any) -> str:
+    """INT / FLOAT / PATH / TEXT, and A,B for lists (values stay strings until the config coerces them)."""
+    inner = base_type(tp)[0]
+    if typing.get_origin(inner) in (list, tuple):
+        return _metavar(typing.get_args(inner)[0]) + ",..."
+    return {int: "INT", float: "FLOAT", Path: "PATH"}.get(inner, "TEXT")
 
 
 def _shown_default(f: dataclasses.Field) -> str | bool:
@@ -90,7 +100,8 @@ def command(
             info = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=meta.get("help", ""), show_default=shown)
             ann: Any = _BOOL
         else:
-            info = typer.Option(None, flag, help=meta.get("help", ""), show_default=shown)
+            info = typer.Option(None, flag, help=meta.get("help", ""), show_default=shown,
+                                metavar=_metavar(types_[f.name]))
             ann = _STR
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=ann))
         annotations[f.name] = ann

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -34,7 +34,7 @@ def option(
     default: Any = dataclasses.MISSING,
     *,
     help: str,
-    choices: Sequence[Any] | None = None,
+    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None,
     ge: float | None = None,
     gt: float | None = None,
     le: float | None = None,
@@ -50,7 +50,8 @@ def option(
     `default_text` replaces the default shown in `--help` (e.g. "the recipe's")."""
     meta = {
         "help": help,
-        "choices": tuple(choices) if choices is not None else None,
+        # a callable is resolved at validation time (a registry whose module is heavy to import)
+        "choices": tuple(choices) if choices is not None and not callable(choices) else choices,
         "ge": ge, "gt": gt, "le": le, "lt": lt,
         "multiple_of": multiple_of,
         "exists": exists,
@@ -141,8 +142,10 @@ def check_constraints(name: str, value: Any, meta: dict[str, Any]) -> None:
         return
     for v in value if isinstance(value, list | tuple) else [value]:
         choices = meta.get("choices")
+        if callable(choices):
+            choices = tuple(choices())
         if choices is not None and v not in choices:
-            raise ConfigError(f"{name}={v!r}: " + unknown_message("value", str(v), [str(c) for c in choices]))
+            raise ConfigError(unknown_message(name, str(v), [str(c) for c in choices]))
         if isinstance(v, int | float) and not isinstance(v, bool):
             for key, ok, word in (
                 ("ge", lambda a, b: a >= b, ">="),

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mocha.core.registry import Registry
 from mocha.errors import ConfigError
 
 EPS = 1e-5
@@ -180,7 +181,7 @@ class PrototypeLearner:
         kind = d.get("kind")
         if kind not in LEARNERS:
             raise ConfigError(f"learner state has unknown kind {kind!r}; expected one of {', '.join(LEARNERS)}")
-        learner = LEARNERS[kind](**dict(d.get("config", {})))
+        learner = LEARNERS.get(kind)(**dict(d.get("config", {})))
         vectors = torch.as_tensor(d["vectors"], dtype=torch.float32)
         counts = [int(c) for c in torch.as_tensor(d["counts"]).tolist()]
         coarse = [int(c) for c in torch.as_tensor(d["coarse"]).tolist()]
@@ -338,18 +339,21 @@ class SimpleShotLearner(FlatLearner):
         return F.normalize(x, dim=1)
 
 
-LEARNERS: dict[str, type[PrototypeLearner]] = {
-    "conditional": ConditionalLearner,
-    "flat": FlatLearner,
-    "simpleshot": SimpleShotLearner,
-}
+LEARNERS: Registry[type[PrototypeLearner]] = Registry("learner", option="learner")
+LEARNERS.register("conditional", ConditionalLearner, help="SPEC's: prototypes searched within the box's coarse class")
+LEARNERS.register("flat", FlatLearner, help="nearest prototype over all instances")
+LEARNERS.register("simpleshot", SimpleShotLearner, help="SimpleShot: centred + L2-normalised nearest prototype")
+
+
+def list_learners() -> list[str]:
+    """Names `create_learner` accepts."""
+    return LEARNERS.names()
 
 
 def create_learner(name: str, **kw: Any) -> PrototypeLearner:
     """Build a learner by name: "conditional" (fallback="drop"|"all"), "flat", "simpleshot" (center=True)."""
-    if name not in LEARNERS:
-        raise ConfigError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}")
+    factory = LEARNERS.get(name)
     try:
-        return LEARNERS[name](**kw)
+        return factory(**kw)
     except TypeError as exc:
         raise ConfigError(f"learner {name!r}: bad option ({exc})") from None

@@ -8,9 +8,36 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mocha.errors import ConfigError
+from mocha.core.commands import command
+from mocha.core.config import Config, option
 
 VERIFY = ("full", "header")
+
+
+@dataclass(kw_only=True)
+class CheckConfig(Config):
+    """Validate a dataset and print a per-split summary.
+
+    Exit 0 when clean; 2 with one message naming the bad file/line; with skip_bad=true, every problem is
+    listed (one line each) and the exit code is 1 when anything was skipped.
+    """
+
+    data: Path = option(help="dataset YAML (ours or a paper one) or its folder", exists=True, positional=True)
+    split: list[str] = option([], help="only these splits, comma-separated (default: all)")
+    skip_bad: bool = option(False, help="report every bad item and continue (exit 1)")
+    verify: str = option("full", help="image check: full (decode every pixel) | header (fast)", choices=VERIFY)
+
+
+@dataclass(kw_only=True)
+class EpisodesConfig(Config):
+    """Freeze the episodes `load_episodes` gives (YAML source or seeded draw) into an episode JSON."""
+
+    data: Path = option(help="dataset YAML or its folder", exists=True, positional=True)
+    out: Path = option(help="episode JSON to write (our format, docs/formats.md)")
+    shots: int = option(1, help="support images per instance", ge=1)
+    n: int = option(100, help="number of episodes", ge=1)
+    seed: int = option(0, help="seed of the draw (episode e uses seed + e)")
+    split: str | None = option(None, help="instance-labelled split (default: the dataset's episode split)")
 
 
 @dataclass
@@ -35,8 +62,6 @@ def check_dataset(
     from mocha.data.dataset import load_dataset, load_episodes
     from mocha.data.records import SkipReport, read_split
 
-    if verify not in VERIFY:
-        raise ConfigError(f"--verify: expected one of {', '.join(VERIFY)}, got {verify!r}")
     spec = load_dataset(data)
     out = []
     for name in splits or list(spec.splits):
@@ -78,57 +103,36 @@ def format_summary(rows: list[SplitSummary]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
+def run_check(cfg: CheckConfig) -> list[SplitSummary]:
+    """`mocha data check`: print the summary; exit 1 when anything was skipped."""
+    rows = check_dataset(cfg.data, cfg.split or None, skip_bad=cfg.skip_bad, verify=cfg.verify)
+    for r in rows:
+        for item in r.skipped:
+            typer.echo(f"skipped [{r.split}] {item}")
+    typer.echo(format_summary(rows))
+    if any(r.skipped for r in rows):
+        # not typer.Exit: click returns its code under standalone_mode=False and mocha.cli.main drops it
+        raise SystemExit(1)
+    return rows
+
+
+def freeze_episodes(cfg: EpisodesConfig) -> Path:
+    """`mocha data episodes`: write the episode file; returns its path."""
+    from mocha.data.dataset import load_dataset, load_episodes
+    from mocha.data.episodes import write_episode_file
+    from mocha.data.records import read_split
+
+    spec = load_dataset(cfg.data)
+    name, eps = load_episodes(spec, cfg.shots, n=cfg.n, seed=cfg.seed, split=cfg.split)
+    recs = read_split(spec, name)
+    write_episode_file(cfg.out, name, cfg.shots, eps, recs, spec.splits[name].images)
+    typer.echo(f"{cfg.out}: {len(eps)} {cfg.shots}-shot episodes of split {name!r}")
+    return cfg.out
+
+
 def register(app: typer.Typer) -> None:
     """Add the `data` sub-app."""
     data_app = typer.Typer(help="Datasets: validate YOLO-format data, freeze few-shot episodes.", no_args_is_help=True)
-
-    @data_app.command("check")
-    def check(
-        data_arg: Path = typer.Argument(None, metavar="DATA", help="Dataset YAML (ours or a paper one) or its folder."),
-        data: Path = typer.Option(None, "--data", help="Same as DATA (for data=... style)."),
-        split: list[str] = typer.Option(None, "--split", help="Only these splits (repeatable); default all."),
-        skip_bad: bool = typer.Option(False, "--skip-bad", help="Report every bad item and continue (exit 1)."),
-        verify: str = typer.Option("full", help="Image check: full (decode every pixel) | header (fast)."),
-    ) -> None:
-        """Validate a dataset and print a per-split summary.
-
-        Exit 0 when clean; 2 with one message naming the bad file/line; with --skip-bad, every problem is
-        listed (one line each) and the exit code is 1 when anything was skipped.
-        """
-        path = data_arg or data
-        if path is None:
-            raise ConfigError("mocha data check: give the dataset YAML (DATA or --data)")
-        rows = check_dataset(path, split or None, skip_bad=skip_bad, verify=verify)
-        for r in rows:
-            for item in r.skipped:
-                typer.echo(f"skipped [{r.split}] {item}")
-        typer.echo(format_summary(rows))
-        if any(r.skipped for r in rows):
-            # not typer.Exit: click returns its code under standalone_mode=False and mocha.cli.main drops it
-            raise SystemExit(1)
-
-    @data_app.command("episodes")
-    def episodes(
-        data_arg: Path = typer.Argument(None, metavar="DATA", help="Dataset YAML or its folder."),
-        data: Path = typer.Option(None, "--data", help="Same as DATA."),
-        shots: int = typer.Option(1, help="Support images per instance."),
-        n: int = typer.Option(100, help="Number of episodes."),
-        seed: int = typer.Option(0, help="Seed of the draw (episode e uses seed + e)."),
-        split: str = typer.Option(None, help="Instance-labelled split (default: the dataset's episode split)."),
-        out: Path = typer.Option(..., help="Episode JSON to write (our format, docs/formats.md)."),
-    ) -> None:
-        """Freeze the episodes `load_episodes` gives (YAML source or seeded draw) into an episode JSON."""
-        from mocha.data.dataset import load_dataset, load_episodes
-        from mocha.data.episodes import write_episode_file
-        from mocha.data.records import read_split
-
-        path = data_arg or data
-        if path is None:
-            raise ConfigError("mocha data episodes: give the dataset YAML (DATA or --data)")
-        spec = load_dataset(path)
-        name, eps = load_episodes(spec, shots, n=n, seed=seed, split=split)
-        recs = read_split(spec, name)
-        write_episode_file(out, name, shots, eps, recs, spec.splits[name].images)
-        typer.echo(f"{out}: {len(eps)} {shots}-shot episodes of split {name!r}")
-
+    command(data_app, "check", CheckConfig, run_check, words=("data", "check"))
+    command(data_app, "episodes", EpisodesConfig, freeze_episodes, words=("data", "episodes"))
     app.add_typer(data_app, name="data")

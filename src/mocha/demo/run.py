@@ -158,7 +158,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         methods = [MethodSpec("student", detector=student), MethodSpec("mocha", bundle=bundle),
                    MethodSpec("teacher", teacher=cfg.teacher), MethodSpec("teacher-gt", teacher=cfg.teacher)]
         report = evaluate(EvalConfig(data=data, methods=methods, shots=list(cfg.shots), episodes=cfg.episodes,
-                                     detector=student, imgsz=cfg.imgsz, out=work, name="evaluate", cache=False,
+                                     detector=student, imgsz=cfg.imgsz, project=work, name="evaluate", cache=False,
                                      progress=cfg.progress))
         return {"report": json.loads(json.dumps(report, default=str)), "run": "evaluate"}
 

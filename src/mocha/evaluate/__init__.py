@@ -1,39 +1,24 @@
-"""mocha.evaluate — stage 3: few-shot learners and the episodic benchmark.
+"""mocha.evaluate — stage 3: the episodic benchmark (the learners live in `mocha.core.learners`).
 
 Public face:
-- learners: re-exported from `mocha.core.learners` (shared with `mocha.personalize`)
-- evaluator: `EvalConfig`, `MethodSpec`, `evaluate(config) -> report dict` (writes runs/evaluate/<name>/)
-- metrics: `paper_map`, `strict_map`, `top1_accuracy` (mocha.core.metrics)
+- `config.EvalConfig`, `config.MethodSpec`, `config.list_methods()`; `episodic.evaluate(config) -> report dict`
+  (writes runs/evaluate/<name>/)
+- metrics: `paper_map`, `strict_map`, `top1_accuracy` (mocha.core.metrics, shared with personalize)
 - CLI: `mocha evaluate`; benchmarks `mocha bench episodes|prototypes` (mocha.evaluate.bench)
 """
 
-from mocha.core.learners import (
-    ConditionalLearner,
-    FlatLearner,
-    PrototypeLearner,
-    SimpleShotLearner,
-    create_learner,
-)
+from typing import Any
 
-__all__ = [
-    "ConditionalLearner",
-    "EvalConfig",
-    "FlatLearner",
-    "MethodSpec",
-    "PrototypeLearner",
-    "SimpleShotLearner",
-    "create_learner",
-    "evaluate",
-]
+__all__ = ["EvalConfig", "MethodSpec", "evaluate", "list_methods"]
 
 
-def __getattr__(name: str):  # the evaluator imports the data layer; load it only when asked
-    if name in ("EvalConfig", "evaluate"):
-        from mocha.evaluate import episodic
+def __getattr__(name: str) -> Any:  # the evaluator imports torch and the data layer; load it only when asked
+    if name in ("EvalConfig", "MethodSpec", "list_methods"):
+        from mocha.evaluate import config
 
-        return getattr(episodic, name)
-    if name == "MethodSpec":
-        from mocha.evaluate.methods import MethodSpec
+        return getattr(config, name)
+    if name == "evaluate":
+        from mocha.evaluate.episodic import evaluate
 
-        return MethodSpec
+        return evaluate
     raise AttributeError(name)

@@ -21,8 +21,8 @@ def run_episodes(out_dir: Path, quick: bool = False) -> BenchResult:
     every image yields the maximum number of query boxes (worst case for matching and metrics).
     """
     from mocha.data.world import generate_world
-    from mocha.evaluate.episodic import EvalConfig, evaluate
-    from mocha.evaluate.methods import MethodSpec
+    from mocha.evaluate.config import EvalConfig, MethodSpec
+    from mocha.evaluate.episodic import evaluate
     from mocha.models.detector import Student
 
     many = 20 if quick else 100
@@ -41,7 +41,8 @@ def run_episodes(out_dir: Path, quick: bool = False) -> BenchResult:
             for n in (1, 1, many):  # the first run only warms up (imports, allocator)
                 cfg = EvalConfig(data=data, methods=[MethodSpec("student")], shots=[2], episodes=n,
                                  detector=tmp / "student.safetensors", imgsz=128, conf=0.001, max_det=max_det,
-                                 time_images=2, out=tmp / "runs", name=f"e{n}", plots=False, progress=False,
+                                 time_images=2, project=tmp / "runs", name=f"e{n}", exist_ok=True, plots=False,
+                                 progress=False,
                                  cache=False)
                 t0 = time.perf_counter()
                 report = evaluate(cfg)

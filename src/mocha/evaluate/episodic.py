@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,47 +27,11 @@ from mocha.core.learners import create_learner
 from mocha.core.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
 from mocha.errors import ConfigError, DataError
 from mocha.evaluate.cache import CHUNK, FeatureCache, digest, file_stamp, pack, records_digest, unpack
-from mocha.evaluate.methods import Method, MethodSpec, build_method
+from mocha.evaluate.config import EvalConfig, MethodSpec
+from mocha.evaluate.methods import Method, build_method
 
 log = logging.getLogger("mocha.evaluate")
 METRICS = ("map50_95", "map50", "strict_map50_95", "accuracy")
-
-
-@dataclass
-class EvalConfig:
-    """Everything `evaluate` needs; paths may be str. `detector` is the box source for all methods."""
-
-    data: str | Path
-    methods: list[MethodSpec]
-    shots: list[int] = field(default_factory=lambda: [1])
-    episodes: int = 100
-    seed: int = 0
-    split: str | None = None
-    detector: str | Path | None = None  # student weights or bundle folder; None: the first method's detector
-    imgsz: int = 640
-    conf: float = 0.1
-    iou: float = 0.6
-    max_det: int = 300
-    learner: str = "conditional"
-    fallback: str = "drop"
-    time_images: int = 20
-    out: str | Path = "runs/evaluate"
-    name: str = "exp"
-    device: str | None = None
-    plots: bool = True
-    progress: bool = True
-    cache: bool = True  # per-image features on disk under <out>/.cache (resume; reuse across runs)
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-safe copy (paths and teacher objects as strings)."""
-
-        def plain(v: Any) -> Any:
-            return v if v is None or isinstance(v, bool | int | float | str | list) else str(v)
-
-        d = {f.name: plain(getattr(self, f.name)) for f in fields(self) if f.name != "methods"}
-        d["methods"] = [{k: plain(getattr(m, k)) for k in ("kind", "name", "detector", "bundle", "teacher")}
-                        for m in self.methods]
-        return d
 
 
 @dataclass
@@ -205,7 +169,7 @@ class Evaluator:
         if self.box_source is not None:
             self.cmap = coarse_map(list(self.box_source.names), self.spec, self.records)
         self.images: list[ImageData] = []
-        self.cache = FeatureCache(Path(config.out) / ".cache" if config.cache else None)
+        self.cache = FeatureCache(Path(config.project) / ".cache" if config.cache else None)
         self.images_key = digest({"records": records_digest(self.records), "imgsz": config.imgsz, "conf": config.conf,
                                   "iou": config.iou, "max_det": config.max_det, "box_source": box_id,
                                   "data": str(Path(config.data).resolve())})
@@ -456,10 +420,17 @@ def summarize(rows: list[dict[str, float]], mf: MethodFeatures) -> dict[str, flo
 
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
-    """Run the episodic benchmark and write `<out>/<name>/` (report.md, report.json, plots); return the report."""
+    """Run the episodic benchmark and write `<project>/<name>/` (report.md, report.json, plots); return the report.
+
+    The run folder follows `mocha.core.runs.run_dir`: an existing one is replaced only with `exist_ok`.
+    """
+    from mocha.core.runs import run_dir
     from mocha.evaluate.report import write_run
 
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run = run_dir(config.project, config.name, exist_ok=config.exist_ok)
     ev = Evaluator(config)
     report = ev.run()
-    report["run_dir"] = str(write_run(ev, report))
+    report["run_dir"] = str(write_run(ev, report, run))
     return report

@@ -12,7 +12,6 @@ would (query: detect + embed, in one forward when the method's own detector prop
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,38 +20,7 @@ import torch
 from torch import Tensor
 
 from mocha.errors import ConfigError
-
-KINDS = ("student", "mocha", "teacher", "teacher-gt")
-
-
-@dataclass
-class MethodSpec:
-    """One method of a run: kind, optional report name, and the artifact it needs (path or name/object)."""
-
-    kind: str
-    name: str | None = None
-    detector: str | Path | None = None  # student weights (kind "student"; default: the box-source detector)
-    bundle: str | Path | None = None  # distilled bundle (kind "mocha")
-    teacher: Any = None  # teacher name for create_teacher, or a Teacher object (kinds "teacher", "teacher-gt")
-
-    @property
-    def label(self) -> str:
-        return self.name or self.kind
-
-
-def parse_method(token: str, defaults: dict[str, Any]) -> MethodSpec:
-    """CLI token → MethodSpec: `student`, `mocha`, `teacher`, `teacher-gt`, or `<kind>:<path or name>`."""
-    kind, _, arg = token.strip().partition(":")
-    if kind not in KINDS:
-        raise ConfigError(f"--method: unknown method {token!r}; use {', '.join(KINDS)} (optionally kind:path)")
-    key = {"student": "detector", "mocha": "bundle"}.get(kind, "teacher")
-    value = arg or defaults.get(key)
-    name = token.strip() if arg else None
-    if kind == "mocha" and not value:
-        raise ConfigError("--method mocha needs --bundle PATH (or mocha:PATH)")
-    if kind.startswith("teacher") and not value:
-        value = "builtin"
-    return MethodSpec(kind, name=name, **{key: value})
+from mocha.evaluate.config import METHODS, MethodSpec
 
 
 def crop_boxes(image: np.ndarray, boxes: np.ndarray, size: int = 224) -> list[np.ndarray]:
@@ -149,27 +117,39 @@ class TeacherMethod(Method):
         return list(out.split(sizes))
 
 
-def build_method(spec: MethodSpec, box_source: Any, device: torch.device) -> Method:
-    """Load what a MethodSpec names (errors name the missing file/teacher)."""
-    if spec.kind not in KINDS:
-        raise ConfigError(f"unknown method kind {spec.kind!r}; use {', '.join(KINDS)}")
-    if spec.kind == "student":
-        if spec.detector is None:
-            if box_source is None:
-                raise ConfigError("method 'student' needs --detector (student weights)")
-            return StudentMethod(spec.label, box_source)
-        from mocha.models.detector import Student
+def student_method(spec: MethodSpec, box_source: Any, device: torch.device) -> Method:
+    """`student`: its own weights, or the box-source detector's."""
+    if spec.detector is None:
+        if box_source is None:
+            raise ConfigError("method 'student' needs detector=PATH (student weights)")
+        return StudentMethod(spec.label, box_source)
+    from mocha.models.detector import Student
 
-        return StudentMethod(spec.label, Student.load(spec.detector).to(device).eval())
-    if spec.kind == "mocha":
-        if spec.bundle is None:
-            raise ConfigError(f"method {spec.label!r} needs a bundle (--bundle PATH)")
-        from mocha.models.bundle import load_bundle
+    return StudentMethod(spec.label, Student.load(spec.detector).to(device).eval())
 
-        return BundleMethod(spec.label, load_bundle(spec.bundle, device=device))
+
+def bundle_method(spec: MethodSpec, box_source: Any, device: torch.device) -> Method:
+    """`mocha`: a distilled bundle."""
+    if spec.bundle is None:
+        raise ConfigError(f"method {spec.label!r} needs a bundle (bundle=PATH)")
+    from mocha.models.bundle import load_bundle
+
+    return BundleMethod(spec.label, load_bundle(spec.bundle, device=device))
+
+
+def teacher_method(spec: MethodSpec, box_source: Any, device: torch.device) -> Method:
+    """`teacher` / `teacher-gt`: a teacher by registry name, or a Teacher object."""
     teacher = spec.teacher if spec.teacher is not None else "builtin"
     if isinstance(teacher, str | Path):
         from mocha.teacher.registry import create_teacher
 
         teacher = create_teacher(str(teacher), device=str(device))
     return TeacherMethod(spec.label, teacher, gt=spec.kind == "teacher-gt")
+
+
+def build_method(spec: MethodSpec, box_source: Any, device: torch.device) -> Method:
+    """Load what a MethodSpec names through the method registry (errors name the missing file/teacher)."""
+    import importlib
+
+    module, _, attr = METHODS.get(spec.kind).partition(":")
+    return getattr(importlib.import_module(module), attr)(spec, box_source, device)

@@ -72,10 +72,9 @@ def _num(v: Any, digits: int = 1) -> str:
     return f"{v:.{digits}f}" if isinstance(v, int | float) and math.isfinite(v) else "n/a"
 
 
-def write_run(ev: Any, report: dict[str, Any]) -> Path:
-    """Write the run folder `<out>/<name>/` atomically; returns its path."""
+def write_run(ev: Any, report: dict[str, Any], run: Path) -> Path:
+    """Write the run folder `run` atomically (replacing it); returns its path."""
     cfg = ev.cfg
-    run = Path(cfg.out) / cfg.name
     with atomic_dir(run) as tmp:
         (tmp / "report.json").write_text(json.dumps(_clean({**report, "run_dir": str(run)}), indent=2) + "\n")
         (tmp / "report.md").write_text(markdown(report))

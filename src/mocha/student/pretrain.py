@@ -7,46 +7,45 @@ Splits labelled with instance ids are converted to coarse labels in the run fold
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import typer
 import yaml
 
+from mocha.core.config import Config, option
+from mocha.core.runs import run_dir as make_run_dir
 from mocha.errors import ConfigError
-from mocha.io import write_json, write_text
+from mocha.io import file_sha256, write_json, write_text
 
 
-@dataclass
-class PretrainConfig:
-    """Options of `mocha pretrain`; every field is a CLI option."""
+@dataclass(kw_only=True)
+class PretrainConfig(Config):
+    """Stage 1: train the YOLO student on the coarse labels of a dataset (ultralytics trainer).
 
-    data: Path
-    train_split: str = "base_train"
-    val_split: str = "base_val"
-    model: str = "yolov8n.yaml"  # model YAML (from scratch), ultralytics .pt, or our .safetensors
-    epochs: int = 30
-    imgsz: int = 256
-    batch: int = 16
-    workers: int = 2
-    device: str = ""  # "" = CUDA if present else CPU; "0,1" uses ultralytics' own DDP
-    seed: int = 0
-    name: str = "default"
-    project: Path = Path("runs/pretrain")
-    patience: int = 100
-    extra: dict[str, Any] = field(default_factory=dict)  # any further ultralytics train() argument
+    Writes <project>/<name>/student.safetensors (our checkpoint) and pretrain.json (config, metrics, sha256).
+    """
 
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    data: Path = option(help="dataset YAML (ours or a paper dataset)", exists=True)
+    train_split: str = option("base_train", help="split to train on")
+    val_split: str = option("base_val", help="split to validate on")
+    model: str = option("yolov8n.yaml", help="model YAML (from scratch), ultralytics .pt, or mocha .safetensors")
+    epochs: int = option(30, help="training epochs", ge=1)
+    imgsz: int = option(256, help="square input size", ge=32, multiple_of=32)
+    batch: int = option(16, help="batch size", ge=1)
+    workers: int = option(2, help="dataloader workers", ge=0)
+    device: str = option("", help="'' = CUDA if present else cpu; '0,1' = ultralytics DDP on two GPUs")
+    seed: int = option(0, help="random seed")
+    patience: int = option(100, help="stop after this many epochs without improvement", ge=1)
+    name: str = option("default", help="run name: <project>/<name>/")
+    project: Path = option(Path("runs/pretrain"), help="parent folder of runs")
+    exist_ok: bool = option(False, help="reuse <project>/<name>/ instead of <name>2, <name>3, ...")
+    # any further ultralytics train() argument (Python only)
+    extra: dict[str, Any] = option({}, help="further ultralytics train() arguments", cli=False)
 
 
 def _coarse_split_dir(spec: Any, split: str, work: Path) -> Path:
@@ -116,8 +115,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     from mocha.models.detector import Student
 
     spec = load_dataset(cfg.data)
-    run_dir = Path(cfg.project) / cfg.name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
     data_yaml = ultralytics_data_yaml(spec, cfg, run_dir)
     model_src, _ = _initial_weights(cfg.model, spec.names, run_dir)
     t0 = time.perf_counter()
@@ -135,7 +133,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         seed=cfg.seed,
         deterministic=True,
         project=str(Path(cfg.project).resolve()),
-        name=f"{cfg.name}/ultralytics",
+        name=f"{run_dir.name}/ultralytics",
         exist_ok=True,
         patience=cfg.patience,
         amp=device != "cpu",
@@ -154,13 +152,20 @@ def pretrain(cfg: PretrainConfig) -> Path:
     write_json(
         run_dir / "pretrain.json",
         {
-            "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+            "config": {**cfg.to_dict(), "extra": cfg.extra},
             "metrics": metrics,
             "seconds": round(seconds, 1),
             "student": str(out),
             "sha256": file_sha256(out),
         },
     )
+    return out
+
+
+def run_pretrain(cfg: PretrainConfig) -> Path:
+    """`mocha pretrain`: train and print the student's path."""
+    out = pretrain(cfg)
+    typer.echo(f"student: {out}")
     return out
 
 

@@ -1,51 +1,78 @@
-"""`mocha world generate | preview | probe`."""
+"""`mocha world generate | preview | probe` (options: the config dataclasses below)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from mocha.core.commands import command
+from mocha.core.config import Config, option
+from mocha.data.world.generate import SIZES
+
+
+@dataclass(kw_only=True)
+class GenerateConfig(Config):
+    """Generate the world: base train/val (coarse labels) and personal split with 1/5-shot episodes."""
+
+    out: Path = option(help="output folder (must be empty or absent unless overwrite=true)")
+    size: str = option("small", help="tiny (unit tests) | small (default demo) | medium", choices=list(SIZES))
+    seed: int = option(0, help="same seed and size give byte-identical files")
+    overwrite: bool = option(False, help="replace a non-empty output folder")
+    progress: bool = option(True, help="progress bar / lines")
+
+
+@dataclass(kw_only=True)
+class PreviewConfig(Config):
+    """Write a contact-sheet PNG per split (images with boxes and names)."""
+
+    data: Path = option(help="world folder or its mochaworld.yaml", exists=True, positional=True)
+    out: Path | None = option(None, help="folder for the contact sheets (default: <world>/preview)")
+    n: int = option(24, help="images per sheet", ge=1)
+
+
+@dataclass(kw_only=True)
+class ProbeConfig(Config):
+    """Within-category nearest-prototype accuracy on GT crops: colour histogram vs ImageNet MobileNetV2."""
+
+    data: Path = option(help="world folder or its mochaworld.yaml", exists=True, positional=True)
+    shots: int = option(1, help="support crops per instance", ge=1)
+    episodes: int = option(20, help="random episodes to average", ge=1)
+
+
+def generate(cfg: GenerateConfig) -> Path:
+    from mocha.data.world.generate import generate_world
+
+    out = generate_world(cfg.out, size=cfg.size, seed=cfg.seed, overwrite=cfg.overwrite, progress=cfg.progress)
+    typer.echo(str(out))
+    return out
+
+
+def preview(cfg: PreviewConfig) -> list[Path]:
+    from mocha.data.world.preview import preview_world
+
+    sheets = preview_world(cfg.data, cfg.out, n=cfg.n)
+    for p in sheets:
+        typer.echo(str(p))
+    return sheets
+
+
+def probe(cfg: ProbeConfig) -> dict[str, Any]:
+    from mocha.data.world.probe import probe_world
+
+    result = probe_world(cfg.data, shots=cfg.shots, episodes=cfg.episodes)
+    for k, v in result.items():
+        typer.echo(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
+    return result
 
 
 def register(app: typer.Typer) -> None:
     """Add the `world` sub-app."""
     world = typer.Typer(help="mochaworld: the generated benchmark world (our embedded default dataset).",
                         no_args_is_help=True)
-
-    @world.command("generate")
-    def generate(
-        out: Path = typer.Option(..., help="Output folder (must be empty or absent unless --overwrite)."),
-        size: str = typer.Option("small", help="tiny (unit tests) | small (default demo) | medium."),
-        seed: int = typer.Option(0, help="Seed: same seed and size give byte-identical files."),
-        overwrite: bool = typer.Option(False, help="Replace a non-empty output folder."),
-    ) -> None:
-        """Generate the world: base train/val (coarse labels) and personal split with 1/5-shot episodes."""
-        from mocha.data.world.generate import generate_world
-
-        typer.echo(str(generate_world(out, size=size, seed=seed, overwrite=overwrite)))
-
-    @world.command("preview")
-    def preview(
-        data: Path = typer.Argument(..., help="World folder or its mochaworld.yaml."),
-        out: Path = typer.Option(None, help="Folder for the contact sheets (default: <world>/preview)."),
-        n: int = typer.Option(24, help="Images per sheet."),
-    ) -> None:
-        """Write a contact-sheet PNG per split (images with boxes and names)."""
-        from mocha.data.world.preview import preview_world
-
-        for p in preview_world(data, out, n=n):
-            typer.echo(str(p))
-
-    @world.command("probe")
-    def probe(
-        data: Path = typer.Argument(..., help="World folder or its mochaworld.yaml."),
-        shots: int = typer.Option(1, help="Support crops per instance."),
-        episodes: int = typer.Option(20, help="Random episodes to average."),
-    ) -> None:
-        """Within-category nearest-prototype accuracy on GT crops: colour histogram vs ImageNet MobileNetV2."""
-        from mocha.data.world.probe import probe_world
-
-        for k, v in probe_world(data, shots=shots, episodes=episodes).items():
-            typer.echo(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}")
-
+    command(world, "generate", GenerateConfig, generate, words=("world", "generate"))
+    command(world, "preview", PreviewConfig, preview, words=("world", "preview"))
+    command(world, "probe", ProbeConfig, probe, words=("world", "probe"))
     app.add_typer(world, name="world")
