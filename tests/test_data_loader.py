@@ -11,7 +11,7 @@ from mocha.data.dataset import load_dataset
 from mocha.data.images import PAD_VALUE, image_size, letterbox, load_image, norm_cxcywh_to_xyxy, xyxy_to_norm_cxcywh
 from mocha.data.loader import DetectionDataset, collate, yolo_targets
 from mocha.data.records import read_split
-from mocha.errors import DataError
+from mocha.errors import ConfigError, DataError
 from tests.fixtures_data import colour, make_yolo_dataset
 
 
@@ -115,5 +115,5 @@ def test_dataset_raises_naming_a_corrupt_file(tmp_path):
     recs[0].image.write_bytes(recs[0].image.read_bytes()[:200])
     with pytest.raises(DataError, match=r"b000\.png: unreadable or corrupt image"):
         DetectionDataset(recs, 64)[0]
-    with pytest.raises(ValueError, match="multiple of 32"):
+    with pytest.raises(ConfigError, match="multiple of 32"):
         DetectionDataset(recs, 100)

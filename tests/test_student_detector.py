@@ -84,3 +84,19 @@ def test_mismatched_checkpoint_is_refused(student, tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="not a readable"):
         Student.load(tmp_path / "junk.safetensors")
+
+
+def test_student_registry_builds_every_architecture():
+    from mocha.core.registry import Registry
+    from mocha.errors import ConfigError
+    from mocha.models.detector import STUDENTS, create_student, list_students
+
+    assert isinstance(STUDENTS, Registry) and list_students()[0] == "yolov8n"
+    dims = {}
+    for name in list_students():
+        s = create_student(name, ["a", "b"])
+        assert s.names == ["a", "b"] and s.strides == (8, 16, 32)
+        dims[name] = s.region_dim
+    assert dims["yolov8n"] == 448 and dims["yolov8s"] == 896  # the scale comes from the name, not a default
+    with pytest.raises(ConfigError, match="unknown student 'yolov8x'.*did you mean"):
+        create_student("yolov8x", ["a"])

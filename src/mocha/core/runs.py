@@ -22,3 +22,18 @@ def run_dir(project: str | Path, name: str, exist_ok: bool = False, mkdir: bool 
     if mkdir:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def resolve_artifact(path: str | Path, marker: str) -> Path:
+    """The folder holding `marker` (e.g. "bundle.json", "student.safetensors") for a path a user gives.
+
+    Accepts the folder itself, the marker file, or a run folder whose `best/` holds it (a distill run), so every
+    verb resolves "run folder → best/ → weights" the same way. Returns the path unchanged when none applies
+    (the loader then names what is missing).
+    """
+    p = Path(path)
+    if p.is_file() and p.name == marker:
+        return p.parent
+    if p.is_dir() and not (p / marker).exists() and (p / "best" / marker).exists():
+        return p / "best"
+    return p

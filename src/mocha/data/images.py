@@ -142,3 +142,12 @@ def xyxy_to_norm_cxcywh(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
     """Pixel x1,y1,x2,y2 (n,4) in a w × h image → normalized cx,cy,w,h."""
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) / np.array([w, h, w, h], dtype=np.float32)
     return np.concatenate([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], axis=1)
+
+
+def check_imgsz(imgsz: int, name: str = "imgsz") -> int:
+    """The one input-size rule: a positive multiple of 32 (the detector's largest stride). ConfigError otherwise."""
+    from mocha.errors import ConfigError
+
+    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz <= 0 or imgsz % 32:
+        raise ConfigError(f"{name}={imgsz}: must be a positive multiple of 32")
+    return imgsz

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mocha.data.images import letterbox, load_image, norm_cxcywh_to_xyxy
+from mocha.data.images import check_imgsz, letterbox, load_image, norm_cxcywh_to_xyxy
 from mocha.data.records import ImageRecord
 
 
@@ -16,10 +16,8 @@ class DetectionDataset(torch.utils.data.Dataset):
     """Item: image (3,S,S) float in [0,1]; boxes xyxy in letterboxed pixels; normalized boxes; ids; mapping."""
 
     def __init__(self, records: Sequence[ImageRecord], imgsz: int = 640) -> None:
-        if imgsz % 32:
-            raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
+        self.imgsz = check_imgsz(imgsz)
         self.records = list(records)
-        self.imgsz = imgsz
 
     def __len__(self) -> int:
         return len(self.records)

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from mocha.core.learners import create_learner
 from mocha.core.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
+from mocha.core.runs import resolve_artifact
 from mocha.errors import ConfigError, DataError
 from mocha.evaluate.cache import CHUNK, FeatureCache, digest, file_stamp, pack, records_digest, unpack
 from mocha.evaluate.config import EvalConfig, MethodSpec
@@ -94,10 +95,7 @@ def load_box_source(path: str | Path, device: torch.device) -> Any:
     """Student from weights, or the student of a bundle / distill run folder."""
     from mocha.models.detector import Student
 
-    p = Path(path)
-    if p.is_dir() and not (p / "student.safetensors").exists() and (p / "best" / "student.safetensors").exists():
-        p = p / "best"
-    return Student.load(p).to(device).eval()
+    return Student.load(resolve_artifact(path, "student.safetensors")).to(device).eval()
 
 
 def _same_file(a: str | Path | None, b: str | Path | None) -> bool:
@@ -106,9 +104,7 @@ def _same_file(a: str | Path | None, b: str | Path | None) -> bool:
         return False
 
     def norm(p: str | Path) -> Path:
-        p = Path(p).resolve()
-        if p.is_dir() and (p / "best" / "student.safetensors").exists() and not (p / "student.safetensors").exists():
-            p = p / "best"
+        p = resolve_artifact(Path(p).resolve(), "student.safetensors")
         return p / "student.safetensors" if p.is_dir() else p
 
     return norm(a) == norm(b)
@@ -123,14 +119,8 @@ class Evaluator:
         from mocha.data.records import read_split
 
         self.cfg = config
-        if not config.methods:
-            raise ConfigError("--method: give at least one method")
-        if not config.shots or any(int(s) < 1 for s in config.shots):
-            raise ConfigError(f"--shots: need positive shot counts, got {config.shots}")
-        if config.episodes < 1:
-            raise ConfigError(f"--episodes must be >= 1, got {config.episodes}")
-        if config.imgsz % 32:
-            raise ConfigError(f"--imgsz must be a multiple of 32, got {config.imgsz}")
+        if not config.shots:
+            raise ConfigError("shots: give at least one shot count")
         labels = [m.label for m in config.methods]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"--method: method names must be unique, got {labels} (name them kind:path)")

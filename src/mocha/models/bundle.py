@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mocha.core.runs import resolve_artifact
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, read_manifest
 from mocha.models.detector import Student
@@ -193,11 +194,7 @@ def load_translator(path: Path, cfg: dict) -> Translator:
 
 def load_bundle(path: str | Path, device: str | torch.device | None = None) -> Bundle:
     """Load and validate a bundle folder (or a distill run folder → its best/). ConfigError on bad input."""
-    path = Path(path)
-    if path.is_file() and path.name == "bundle.json":
-        path = path.parent
-    if not (path / "bundle.json").exists() and (path / "best" / "bundle.json").exists():
-        path = path / "best"  # a distill run folder
+    path = resolve_artifact(path, "bundle.json")
     meta = read_meta(path)
     for name in ("student.safetensors", "translator.safetensors"):
         if not (path / name).exists():

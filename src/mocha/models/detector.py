@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mocha.core.registry import Registry
 from mocha.errors import ConfigError
 from mocha.models.pooling import pool_regions
 
@@ -176,3 +177,20 @@ class Student(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
+
+
+# Student architectures by name → factory(names) -> Student (random init; stage 1 trains it).
+STUDENTS: Registry[Any] = Registry("student", option="model")
+for _arch, _about in (("yolov8n", "YOLOv8 nano (3.2 M parameters, the default)"), ("yolov8s", "YOLOv8 small"),
+                      ("yolo11n", "YOLO11 nano")):
+    STUDENTS.register(_arch, lambda names, _cfg=f"{_arch}.yaml": Student.create(_cfg, names=names), help=_about)
+
+
+def list_students() -> list[str]:
+    """Architecture names `create_student` (and `mocha pretrain model=<name>`) accepts."""
+    return STUDENTS.names()
+
+
+def create_student(name: str, names: list[str]) -> Student:
+    """A freshly initialised student of a registered architecture with the given coarse class names."""
+    return STUDENTS.get(name.removesuffix(".yaml"))(names)

@@ -33,7 +33,8 @@ class PretrainConfig(Config):
     data: Path = option(help="dataset YAML (ours or a paper dataset)", exists=True)
     train_split: str = option("base_train", help="split to train on")
     val_split: str = option("base_val", help="split to validate on")
-    model: str = option("yolov8n.yaml", help="model YAML (from scratch), ultralytics .pt, or mocha .safetensors")
+    model: str = option("yolov8n", help="architecture from scratch (mocha.models.detector.list_students(): yolov8n, "
+                        "yolov8s, yolo11n; or an ultralytics model YAML), an ultralytics .pt, or a mocha .safetensors")
     epochs: int = option(30, help="training epochs", ge=1)
     imgsz: int = option(256, help="square input size", ge=32, multiple_of=32)
     batch: int = option(16, help="batch size", ge=1)
@@ -46,6 +47,11 @@ class PretrainConfig(Config):
     exist_ok: bool = option(False, help="reuse <project>/<name>/ instead of <name>2, <name>3, ...")
     # any further ultralytics train() argument (Python only)
     extra: dict[str, Any] = option({}, help="further ultralytics train() arguments", cli=False)
+
+    def validate(self) -> None:
+        super().validate()
+        if Path(self.model).suffix in (".pt", ".safetensors") and not Path(self.model).exists():
+            raise ConfigError(f"model={self.model}: no such file (give weights you have, or an architecture name)")
 
 
 def _coarse_split_dir(spec: Any, split: str, work: Path) -> Path:
@@ -86,6 +92,10 @@ def ultralytics_data_yaml(spec: Any, cfg: PretrainConfig, run_dir: Path) -> Path
 
 def _initial_weights(model: str, names: list[str], run_dir: Path) -> tuple[str, str | None]:
     """(model cfg for YOLO(), pretrained weights path or None)."""
+    from mocha.models.detector import STUDENTS
+
+    if model in STUDENTS:
+        return f"{model}.yaml", None
     p = Path(model)
     if p.suffix in (".yaml", ".yml"):
         return model, None
