@@ -123,3 +123,10 @@ def test_import_mocha_stays_light():
     code = f"import sys, mocha; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cli_start_does_not_import_torch():
+    # every verb registers from its config dataclass; the work (and torch) is imported when a verb runs
+    code = "import sys, mocha.cli; print('torch' in sys.modules, 'ultralytics' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False False"

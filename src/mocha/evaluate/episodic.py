@@ -25,6 +25,7 @@ from torch import Tensor
 
 from mocha.core.learners import create_learner
 from mocha.core.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
+from mocha.core.progress import progress
 from mocha.core.runs import resolve_artifact
 from mocha.errors import ConfigError, DataError
 from mocha.evaluate.cache import CHUNK, FeatureCache, digest, file_stamp, pack, records_digest, unpack
@@ -215,12 +216,10 @@ class Evaluator:
         Works in chunks of images; each chunk's detections and each method's features are cached on disk,
         so an interrupted run resumes and a rerun (more episodes, another learner) skips the pass.
         """
-        from tqdm import tqdm
-
         from mocha.data.loader import DetectionDataset
 
         ds = DetectionDataset(self.records, self.cfg.imgsz)
-        bar = tqdm(total=len(ds), desc="features", disable=not self.cfg.progress, leave=False)
+        bar = progress(total=len(ds), desc="features", unit="img", enable=self.cfg.progress, leave=False)
         for c0 in range(0, len(ds), CHUNK):
             idx = list(range(c0, min(len(ds), c0 + CHUNK)))
             images = self.cache.load(self.images_key, c0)
@@ -356,8 +355,6 @@ class Evaluator:
 
     def run(self) -> dict[str, Any]:
         """Feature pass, timing, all episodes; returns the report dict (metrics in percent)."""
-        from tqdm import tqdm
-
         self.measure()  # first, so peak memory is not inflated by the stored features
         self.extract()
         results: dict[str, Any] = {}
@@ -366,8 +363,7 @@ class Evaluator:
             results[str(shots)] = {}
             for mf in self.methods:
                 rows = []
-                for ep in tqdm(eps, desc=f"{mf.method.label} {shots}-shot", disable=not self.cfg.progress,
-                               leave=False):
+                for ep in progress(eps, desc=f"{mf.method.label} {shots}-shot", enable=self.cfg.progress, leave=False):
                     row, preds, truths = self.run_episode(mf, ep)
                     rows.append(row)
                     if ep is eps[0]:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as tdist
-from tqdm import tqdm
 
+from mocha.core.progress import progress as progress_bar
 from mocha.data.dataset import load_dataset
 from mocha.data.images import load_image, norm_cxcywh_to_xyxy
 from mocha.data.records import read_split
@@ -247,8 +247,8 @@ def _run(model: Teacher, store: EmbeddingStore, items: list[tuple[Any, list[int]
          rank: int, batch_size: int, flush_every: int, progress: bool, stats: ExtractStats) -> None:
     writer = store.writer(rank=rank, flush_every=flush_every)
     total = sum(len(it[2]) for it in items)
-    bar = tqdm(total=total, desc=f"extract {stats.split}" + (f" [rank {rank}]" if stats.ranks > 1 else ""),
-               unit="region", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=total, desc=f"extract {stats.split}" + (f" [rank {rank}]" if stats.ranks > 1 else ""),
+                       unit="region", enable=progress)
     bar.set_postfix(reused=stats.reused)
     try:
         for ks, crops, labels in _batches(items, names, max(1, int(batch_size))):

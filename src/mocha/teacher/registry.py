@@ -6,10 +6,12 @@ It sits above `base` and the concrete teachers, which load their heavy libraries
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mocha.core.registry import Registry
-from mocha.teacher.base import MergedTeacher, Teacher
+
+if TYPE_CHECKING:  # base imports torch; the CLI lists teacher names without it
+    from mocha.teacher.base import Teacher
 
 
 def _builtin(**kw: Any) -> Teacher:
@@ -31,6 +33,7 @@ def _clip(**kw: Any) -> Teacher:
 
 
 def _llava_clip(**kw: Any) -> Teacher:
+    from mocha.teacher.base import MergedTeacher
     from mocha.teacher.clip import ClipTeacher
     from mocha.teacher.llava import LlavaTeacher
 
@@ -59,6 +62,8 @@ def create_teacher(name: str, **options: Any) -> Teacher:
 
     `llava+clip` passes `clip_*` options (e.g. `clip_model=PATH`) to the CLIP half and the rest to LLaVA.
     """
+    from mocha.teacher.base import Teacher
+
     if isinstance(name, Teacher):
         return name
     factory = TEACHERS.get(str(name))

@@ -87,7 +87,7 @@ def _episodes(contains: dict[int, list[str]], files: list[str], shots: int, n: i
 
 
 def _build(out: Path, cfg: WorldSize, seed: int, progress: bool) -> None:
-    from tqdm import tqdm
+    from mocha.core.progress import progress as progress_bar
 
     cats = list(shapes.CATEGORIES[: cfg.categories])
     insts: list[render.Instance] = []
@@ -104,7 +104,7 @@ def _build(out: Path, cfg: WorldSize, seed: int, progress: bool) -> None:
             insts.append(render.make_instance(iid, f"my-{cat}-{j}", c, "personal", _rng(seed, 1, iid), pal))
     personal = insts[len(base):]
     total = cfg.base_train + cfg.base_val + len(personal) * cfg.images_per_personal
-    bar = tqdm(total=total, desc="mochaworld", disable=not progress, unit="img")
+    bar = progress_bar(total=total, desc="mochaworld", enable=progress, unit="img")
 
     for split, n, key in (("train", cfg.base_train, 2), ("val", cfg.base_val, 3)):
         scenes, sidecar = [], {}
