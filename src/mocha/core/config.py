@@ -186,10 +186,6 @@ class Config:
                 check_constraints(f.name, getattr(self, f.name), dict(f.metadata))
 
     @classmethod
-    def option_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
-
-    @classmethod
     def check_keys(cls, keys: Sequence[str]) -> None:
         """Refuse unknown keys, suggesting the closest valid one."""
         valid = [f.name for f in dataclasses.fields(cls)]

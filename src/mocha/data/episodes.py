@@ -23,8 +23,6 @@ from mocha.data.records import ImageRecord
 from mocha.data.schema import DatasetSpec
 from mocha.errors import DataError
 
-EPISODE_FORMAT_KEYS = ("split", "shots", "episodes")
-
 
 @dataclass
 class Episode:

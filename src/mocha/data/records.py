@@ -131,18 +131,6 @@ def parse_label_text(
     return (boxes, ids, np.full(len(ids), -1, dtype=np.int64)), []
 
 
-def parse_label_file(path: Path, split: SplitSpec, spec: DatasetSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parse and validate one YOLO label file → (boxes, coarse, instance); DataError '<file>:<line>: ...'."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable label file ({exc})") from None
-    parsed, errors = parse_label_text(path, text, split, spec)
-    if parsed is None:
-        raise DataError(errors[0])
-    return parsed
-
-
 def list_split_files(split: SplitSpec) -> list[tuple[Path, Path]]:
     """(image, its label file) for every image of the split, sorted by image path."""
     out = []

@@ -172,11 +172,6 @@ class Student(nn.Module):
             items = torch.stack([torch.as_tensor(v).float().reshape(()) for v in items.values()])
         return loss.sum() if loss.dim() else loss, items
 
-    def freeze_bn(self) -> None:
-        """Put every BatchNorm in eval mode (running stats fixed) — translator-only epochs."""
-        for m in self.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
 
 
 # Student architectures by name → factory(names) -> Student (random init; stage 1 trains it).
