@@ -1,9 +1,9 @@
 """Files shipped inside the package (`src/mocha/assets/`), found through `importlib.resources`.
 
 Looking them up relative to the installed package (never `parents[n]` of a source file) is what makes a
-wheel or `pip install git+...` find the same files as a checkout. Add a new shipped file under
-`src/mocha/assets/` and to `[tool.setuptools.package-data]` in pyproject.toml; tests/test_wheel.py checks
-that it reaches the wheel.
+wheel or `pip install git+...` find the same files as a checkout. A new shipped file goes under
+`src/mocha/assets/` (pyproject's package-data takes everything there); tests/test_wheel.py checks that it
+reaches the wheel.
 """
 
 from __future__ import annotations
