@@ -133,11 +133,11 @@ def _build_workspace(root: Path) -> None:
     import yaml
     from PIL import Image
 
-    from mocha.data.world import generate_world
-    from mocha.export.onnx_export import export_onnx
+    from mocha.cli import main
 
-    world_yaml = generate_world(root / "world", size="tiny", seed=0, progress=False)
-    data = yaml.safe_load(world_yaml.read_text())
+    # through the documented commands, so the fixture follows the CLI the docs show
+    main(["world", "generate", f"out={root / 'world'}", "size=tiny", "seed=0"])
+    data = yaml.safe_load((root / "world" / "mochaworld.yaml").read_text())
     data["root"] = "world"  # the YAML's paths are relative to its folder; these copies sit one level up
     for name in ("world.yaml", "my.yaml"):
         (root / name).write_text(yaml.safe_dump(data, sort_keys=False))
@@ -152,7 +152,7 @@ def _build_workspace(root: Path) -> None:
         Image.open(src).resize((320, 320), Image.BILINEAR).save(root / dest, quality=95)
     bundle = _confident_bundle(root / "runs/demo/bundle", data["names"])
     shutil.copytree(bundle, root / "runs/distill/a/best")
-    export_onnx(bundle, root / "runs/export/a")
+    main(["export", f"bundle={bundle}", "format=onnx", f"out={root / 'runs/export/a'}"])
 
 
 def _build_store(root: Path) -> None:
