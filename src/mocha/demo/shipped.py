@@ -1,7 +1,8 @@
 """The shipped stage-1 student of the default world (issue: stage 1 does not fit the demo's 15 minutes).
 
-It was produced by our own `mocha pretrain` (command and metrics in `assets/students/<name>.json`,
-documented in docs/shipped_student.md). The demo verifies its sha256 before use; `mocha demo --fresh`
+It was produced by our own `mocha pretrain` (command and metrics in `<name>.json` next to the weights, documented
+in docs/shipped_student.md); both travel inside the package (`src/mocha/assets/students/`, found through
+`mocha.resources`). The demo verifies its sha256 before use; `mocha demo --fresh`
 retrains it from scratch instead. Nothing else is shipped pre-computed.
 """
 
@@ -13,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mocha.errors import ConfigError
+from mocha.resources import students_dir
 from mocha.student.pretrain import file_sha256
-
-ASSETS = Path(__file__).resolve().parents[3] / "assets" / "students"
 
 
 @dataclass
@@ -27,8 +27,12 @@ class ShippedStudent:
     world_yaml_sha256: str = ""
 
 
-def shipped_student(size: str, seed: int, imgsz: int, epochs: int, assets: Path = ASSETS) -> ShippedStudent | None:
-    """The shipped student for this (world size, seed, imgsz, epochs), hash-verified; None when none is shipped."""
+def shipped_student(size: str, seed: int, imgsz: int, epochs: int, assets: Path | None = None) -> ShippedStudent | None:
+    """The shipped student for this (world size, seed, imgsz, epochs), hash-verified; None when none is shipped.
+
+    `assets` is the folder to look in (default: the package's shipped students).
+    """
+    assets = students_dir() if assets is None else Path(assets)
     meta_path = assets / f"student-{size}-s{seed}-{imgsz}px-{epochs}ep.json"
     if not meta_path.is_file():
         return None
