@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mocha.errors import ConfigError
+from mocha.io import file_sha256
 from mocha.resources import students_dir
-from mocha.student.pretrain import file_sha256
 
 
 @dataclass
