@@ -246,3 +246,9 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     # it close, not identical (as in ultralytics' own DDP training)
     assert a[1]["loss_dist"] == pytest.approx(b[1]["loss_dist"], rel=0.1)
     assert a[1]["val_loss"] == pytest.approx(b[1]["val_loss"], rel=0.1)
+    # the same name again under torchrun: rank 0 picks the next free folder and both ranks train in it
+    run_worker(tmp_path, "ddp", nproc=2, batch=2, group=0, epochs=1, det=0)
+    again = tmp_path / "runs" / "ddp2"
+    assert json.loads((again / "config.json").read_text())["name"] == "ddp2"
+    assert [json.loads(x)["replica_diff"] for x in (again / "metrics.jsonl").read_text().splitlines()] == [0.0]
+    assert not (tmp_path / "runs" / "ddp3").exists()
