@@ -30,18 +30,24 @@ def test_bad_values_name_the_option(changes, message):
     assert message in str(exc.value)
 
 
-def test_inputs_are_required_unless_resume(tmp_path):
+def test_inputs_are_required_once_the_runs_settings_are_known(tmp_path):
+    from mocha.distill.train import distill
+
     data, student = tmp_path / "data.yaml", tmp_path / "student.safetensors"
     data.write_text("x")
     student.write_text("x")
     with pytest.raises(ConfigError, match=r"^data: required"):
-        DistillConfig()
+        distill(DistillConfig(project=tmp_path))
     with pytest.raises(ConfigError, match=r"^pca: required"):
-        DistillConfig(data=data, store=tmp_path, student=student)
+        DistillConfig(data=data, store=tmp_path, student=student).check_inputs()
     with pytest.raises(ConfigError, match=r"student=.*missing.safetensors: no such file"):
         DistillConfig(data=data, store=tmp_path, pca=tmp_path, student=tmp_path / "missing.safetensors")
     cfg = DistillConfig(data=str(data), store=tmp_path, pca=tmp_path, student=student)
-    assert cfg.data == data and DistillConfig(resume=True).data is None
+    cfg.check_inputs()
+    assert cfg.data == data
+    # resume=true takes them from the run's config.json; without a checkpoint there is nothing to resume
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        distill(DistillConfig(project=tmp_path, name="none", resume=True))
 
 
 def test_unknown_keys_suggest_and_json_round_trips(tmp_path):

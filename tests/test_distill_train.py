@@ -50,15 +50,8 @@ def student():
 
 
 def config(tmp: Path, name: str, **kw) -> DistillConfig:
-    """A config for `train` on prepared splits (`train` records the input paths; it does not read them)."""
-    weights = tmp / "student.safetensors"
-    if not weights.exists():
-        student().save(weights)
+    """A config for `train` on prepared splits (no input paths: `train` gets the data and student as objects)."""
     base = dict(
-        data=tmp / "data" / "data.yaml",
-        store=tmp / "store",
-        pca=tmp / "pca",
-        student=weights,
         project=tmp / "runs",
         name=name,
         epochs=3,
@@ -226,8 +219,7 @@ def run_worker(tmp: Path, name: str, nproc: int, batch: int, group: int, epochs:
 
 
 def test_torchrun_two_processes_match_single_process(tmp_path):
-    splits(tmp_path / "data")  # build the dataset (and, through config, the student file) once
-    config(tmp_path, "unused")
+    splits(tmp_path / "data")  # build the dataset once
     run_worker(tmp_path, "ddp", nproc=2, batch=2, group=0, epochs=2, det=2)
     run_worker(tmp_path, "single", nproc=1, batch=4, group=2, epochs=2, det=2)
     ddp = json.loads((tmp_path / "runs" / "ddp" / "config.json").read_text())

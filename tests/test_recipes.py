@@ -8,9 +8,6 @@ from mocha.distill.config import DistillConfig
 from mocha.distill.recipes import PAPER, RECIPE_FIELDS, TUNED, get_recipe, list_recipes
 from mocha.errors import ConfigError
 
-# resume=true: no input paths needed for a config that is only inspected
-BARE = {"resume": True}
-
 
 def test_the_recipes_hold_specs_schedule_and_the_demos():
     assert list_recipes() == ["paper", "tuned"]
@@ -27,17 +24,17 @@ def test_the_recipes_hold_specs_schedule_and_the_demos():
 
 @pytest.mark.parametrize("recipe", [PAPER, TUNED])
 def test_config_takes_every_governed_option_from_the_recipe(recipe):
-    cfg = DistillConfig(recipe=recipe.name, **BARE)
+    cfg = DistillConfig(recipe=recipe.name)
     assert {k: getattr(cfg, k) for k in RECIPE_FIELDS} == recipe.values()
     assert cfg.to_dict()["recipe"] == recipe.name
 
 
 def test_default_recipe_is_the_paper():
-    assert {k: getattr(DistillConfig(**BARE), k) for k in RECIPE_FIELDS} == PAPER.values()
+    assert {k: getattr(DistillConfig(), k) for k in RECIPE_FIELDS} == PAPER.values()
 
 
 def test_explicit_values_win_and_survive_a_change_of_recipe():
-    cfg = DistillConfig(recipe="tuned", epochs="3", lambda_emb=0.25, **BARE)  # CLI strings are coerced
+    cfg = DistillConfig(recipe="tuned", epochs="3", lambda_emb=0.25)  # CLI strings are coerced
     assert (cfg.epochs, cfg.lambda_emb, cfg.lambda_dist, cfg.det_every) == (3, 0.25, TUNED.lambda_dist, 1)
     paper = cfg.replace(recipe="paper")
     assert (paper.epochs, paper.lambda_emb) == (3, 0.25)  # given explicitly: kept
@@ -47,7 +44,7 @@ def test_explicit_values_win_and_survive_a_change_of_recipe():
 
 def test_unknown_recipe_suggests_the_closest():
     with pytest.raises(ConfigError, match=r"recipe: unknown recipe 'tunde'; did you mean 'tuned'\?"):
-        DistillConfig(recipe="tunde", **BARE)
+        DistillConfig(recipe="tunde")
     with pytest.raises(ConfigError, match="did you mean 'paper'"):
         get_recipe("papr")
 
@@ -59,7 +56,7 @@ def test_the_demo_builds_stage_2_from_the_tuned_recipe():
     demo = DemoConfig()
     assert (demo.epochs, demo.det_every, demo.lambda_dist, demo.lr_student, demo.lambda_emb) == (
         TUNED.epochs, TUNED.det_every, TUNED.lambda_dist, TUNED.lr_student, TUNED.lambda_emb)
-    stage2 = DistillConfig(recipe=RECIPE.name, **demo.distill_overrides(), **BARE)
+    stage2 = DistillConfig(recipe=RECIPE.name, **demo.distill_overrides())
     assert {k: getattr(stage2, k) for k in RECIPE_FIELDS} == TUNED.values()
     # a demo option still overrides the recipe in stage 2
-    assert DistillConfig(recipe=RECIPE.name, **DemoConfig(epochs=2).distill_overrides(), **BARE).epochs == 2
+    assert DistillConfig(recipe=RECIPE.name, **DemoConfig(epochs=2).distill_overrides()).epochs == 2

@@ -77,7 +77,8 @@ class DistillConfig(Config):
     project: Path = option(Path("runs/distill"), help="parent folder of runs")
     name: str = option("distill", help="run name: <project>/<name>/")
     exist_ok: bool = option(False, help="start over in an existing <project>/<name>/ (else: the next free name)")
-    resume: bool = option(False, help="continue <project>/<name>/latest exactly (its config.json's settings)")
+    resume: bool = option(False, help="continue the run in <project>/<name>/ exactly (from latest/, with the "
+                          "settings its config.json recorded)")
     # --- runtime
     extract_missing: bool = option(False, help="run the teacher for regions missing from the store (else: error)")
     teacher: str | None = option(None, help="teacher for extract_missing (default: the store's)")
@@ -104,10 +105,13 @@ class DistillConfig(Config):
             raise ConfigError(f"betas={','.join(map(str, self.betas))}: expected two numbers (beta1,beta2)")
         if self.resume and self.exist_ok:
             raise ConfigError("exist_ok=true: conflicts with resume=true (start over or continue, not both)")
-        if not self.resume:
-            for key in ("data", "store", "pca", "student"):
-                if getattr(self, key) is None:
-                    raise ConfigError(f"{key}: required (unless resume=true continues a run that recorded it)")
+
+    def check_inputs(self) -> None:
+        """The four inputs `distill` reads. Checked once the run's saved settings are known (resume=true takes them
+        from config.json), so a config for `train` on prepared splits, or for a resume, may leave them out."""
+        for key in ("data", "store", "pca", "student"):
+            if getattr(self, key) is None:
+                raise ConfigError(f"{key}: required (unless resume=true continues a run that recorded it)")
 
     def replace(self, **changes: Any) -> DistillConfig:
         """A copy with some options changed; a new `recipe` also re-fills the options taken from the old one."""

@@ -35,10 +35,20 @@ def named_run(cfg: DistillConfig) -> Path:
     return Path(cfg.project) / cfg.name
 
 
+def check_resumable(cfg: DistillConfig) -> Path:
+    """The run `resume=true` continues (ConfigError when it has no `latest/` checkpoint)."""
+    run = named_run(cfg)
+    if not (run / "latest" / "bundle.json").exists():
+        raise ConfigError(f"resume=true: {run}/latest is not a bundle; nothing to resume")
+    return run
+
+
 def resolved_config(cfg: DistillConfig) -> DistillConfig:
     """On resume, the run's saved settings with this call's runtime options (and its project/name)."""
-    path = named_run(cfg) / CONFIG
-    if not cfg.resume or not path.exists():
+    if not cfg.resume:
+        return cfg
+    path = check_resumable(cfg) / CONFIG
+    if not path.exists():
         return cfg
     saved_json = json.loads(path.read_text())
     _warn_overridden(cfg, saved_json)
@@ -63,10 +73,7 @@ def _json(v: Any) -> Any:
 def prepare_run(cfg: DistillConfig, dist: Dist) -> Path:
     """The run folder of `cfg` (created by rank 0; the same path on every rank)."""
     if cfg.resume:
-        run = named_run(cfg)
-        if not (run / "latest" / "bundle.json").exists():
-            raise ConfigError(f"resume=true: {run}/latest is not a bundle; nothing to resume")
-        return run
+        return check_resumable(cfg)
     path = None
     if dist.is_main:
         run = run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok)

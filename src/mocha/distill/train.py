@@ -54,9 +54,7 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
     from mocha.distill.targets import open_pca
 
     cfg = rundir.resolved_config(config)
-    for key in ("data", "store", "pca", "student"):
-        if getattr(cfg, key) is None:
-            raise ConfigError(f"{key}: required; {rundir.named_run(cfg) / rundir.CONFIG} does not record it")
+    cfg.check_inputs()
     spec = load_dataset(cfg.data)
     student = Student.load(cfg.student)
     if list(student.names) != list(spec.names):
