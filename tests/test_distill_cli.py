@@ -41,7 +41,7 @@ def setup(tmp_path, monkeypatch):
     return tmp_path, args, calls
 
 
-def test_cli_run_folder_bundle_and_resume(setup, capsys):
+def test_cli_run_folder_bundle_and_resume(setup, capsys, caplog):
     tmp, args, calls = setup
     project = tmp / "runs"
     main(["distill", *args, "epochs=1", "det_every=2", f"project={project}", "name=demo", "--no-tensorboard"])
@@ -57,6 +57,11 @@ def test_cli_run_folder_bundle_and_resume(setup, capsys):
     main(["distill", f"project={project}", "name=demo", "resume=true", "--no-tensorboard"])
     rows = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1]
+    assert not (project / "demo2").exists()  # resume continues the named folder, never the next free one
+    with caplog.at_level("WARNING", logger="mocha.distill.rundir"):
+        main(["distill", f"project={project}", "name=demo", "resume=true", "epochs=3", "--no-tensorboard"])
+    assert "using the run's saved settings for epochs" in caplog.text
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_cli_bad_input(setup, capsys):

@@ -36,6 +36,7 @@ def test_default_recipe_is_the_paper():
 def test_explicit_values_win_and_survive_a_change_of_recipe():
     cfg = DistillConfig(recipe="tuned", epochs="3", lambda_emb=0.25)  # CLI strings are coerced
     assert (cfg.epochs, cfg.lambda_emb, cfg.lambda_dist, cfg.det_every) == (3, 0.25, TUNED.lambda_dist, 1)
+    assert cfg.from_recipe == set(RECIPE_FIELDS) - {"epochs", "lambda_emb"}
     paper = cfg.replace(recipe="paper")
     assert (paper.epochs, paper.lambda_emb) == (3, 0.25)  # given explicitly: kept
     assert (paper.lambda_dist, paper.det_every, paper.lr_student) == (1.0, 4, PAPER.lr_student)  # from the recipe

@@ -99,6 +99,11 @@ class DistillConfig(Config):
         self._from_recipe = filled
         super().__post_init__()
 
+    @property
+    def from_recipe(self) -> frozenset[str]:
+        """The options this config took from its recipe (not given explicitly)."""
+        return self._from_recipe
+
     def validate(self) -> None:
         super().validate()
         if self.betas is not None and len(self.betas) != 2:
@@ -116,7 +121,7 @@ class DistillConfig(Config):
     def replace(self, **changes: Any) -> DistillConfig:
         """A copy with some options changed; a new `recipe` also re-fills the options taken from the old one."""
         if "recipe" in changes:
-            changes = {**{k: None for k in self._from_recipe}, **changes}
+            changes = {**{k: None for k in self.from_recipe}, **changes}
         return super().replace(**changes)
 
     @classmethod

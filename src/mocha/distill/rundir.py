@@ -60,7 +60,7 @@ def _warn_overridden(cfg: DistillConfig, saved: dict[str, Any]) -> None:
     """Options set in this call that the resumed run's own settings replace."""
     defaults = {f.name: f.default for f in dataclasses.fields(DistillConfig)}
     given = {k: v for k, v in cfg.to_dict().items()
-             if k not in RUNTIME_FIELDS and k not in cfg._from_recipe and v != _json(defaults.get(k))}
+             if k not in RUNTIME_FIELDS and k not in cfg.from_recipe and v != _json(defaults.get(k))}
     diffs = sorted(k for k, v in given.items() if k in saved and saved[k] != v and k not in ("project", "name"))
     if diffs:
         log.warning("resume: using the run's saved settings for %s", ", ".join(diffs))
