@@ -48,7 +48,7 @@ def test_demo_refuses_bad_shots_and_a_tampered_shipped_student(tmp_path):
 
 
 def test_the_default_worlds_student_is_shipped_and_verifies():
-    from mocha.demo.run import DemoConfig
+    from mocha.demo.config import DemoConfig
     from mocha.demo.shipped import shipped_student
 
     cfg = DemoConfig()

@@ -19,7 +19,10 @@ from mocha.data.dataset import load_dataset
 from mocha.data.loader import DetectionDataset
 from mocha.data.records import read_split
 from mocha.distill import schedule
-from mocha.distill.train import DistillConfig, NonFiniteLoss, epoch_plan, make_split, train
+from mocha.distill.config import DistillConfig
+from mocha.distill.data import epoch_plan, make_split
+from mocha.distill.train import train
+from mocha.distill.trainer import NonFiniteLoss
 from mocha.models.detector import Student
 from tests.fixtures_datasets import COARSE, make_mocha_dataset
 
@@ -47,6 +50,7 @@ def student():
 
 
 def config(tmp: Path, name: str, **kw) -> DistillConfig:
+    """A config for `train` on prepared splits (no input paths: `train` gets the data and student as objects)."""
     base = dict(
         project=tmp / "runs",
         name=name,
@@ -136,18 +140,27 @@ def test_translator_epochs_learn_the_targets(tmp_path):
     assert rows[-1]["loss_dist"] < 0.8 * rows[0]["loss_dist"], [r["loss_dist"] for r in rows]
 
 
-def test_run_folder_exists_and_resume_checks(tmp_path):
+def test_run_folder_increment_exist_ok_and_resume_checks(tmp_path):
     from mocha.errors import ConfigError
 
     tr, va = splits(tmp_path / "data", n_images=4)
-    train(config(tmp_path, "r", epochs=1, det_every=0), student(), tr, va)
-    with pytest.raises(ConfigError, match="already holds a run"):
-        train(config(tmp_path, "r", epochs=1, det_every=0), student(), tr, va)
+    runs = tmp_path / "runs"
+    assert train(config(tmp_path, "r", epochs=1, det_every=0), student(), tr, va) == runs / "r" / "best"
+    # the same name again: the next free folder, recording its real name; the first run is untouched
+    first = (runs / "r" / "metrics.jsonl").read_text()
+    assert train(config(tmp_path, "r", epochs=1, det_every=0), student(), tr, va) == runs / "r2" / "best"
+    assert json.loads((runs / "r2" / "config.json").read_text())["name"] == "r2"
+    assert (runs / "r" / "metrics.jsonl").read_text() == first
+    # exist_ok: start over in it (the old run's files are gone, not mixed in)
+    (runs / "r" / "skipped.log").write_text("from the old run\n")
+    train(config(tmp_path, "r", epochs=2, det_every=0, exist_ok=True), student(), tr, va)
+    assert [json.loads(x)["epoch"] for x in (runs / "r" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert not (runs / "r" / "skipped.log").exists() and not (runs / "r3").exists()
     with pytest.raises(ConfigError, match="nothing to resume"):
         train(config(tmp_path, "none", resume=True), student(), tr, va)
     other = Student.create("yolov8s.yaml", names=COARSE)
     with pytest.raises(ConfigError, match="architecture"):
-        train(config(tmp_path, "r", epochs=2, det_every=0, resume=True), other, tr, va)
+        train(config(tmp_path, "r", epochs=3, det_every=0, resume=True), other, tr, va)
 
 
 def test_split_without_boxes_is_an_error(tmp_path):
@@ -225,3 +238,9 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     # it close, not identical (as in ultralytics' own DDP training)
     assert a[1]["loss_dist"] == pytest.approx(b[1]["loss_dist"], rel=0.1)
     assert a[1]["val_loss"] == pytest.approx(b[1]["val_loss"], rel=0.1)
+    # the same name again under torchrun: rank 0 picks the next free folder and both ranks train in it
+    run_worker(tmp_path, "ddp", nproc=2, batch=2, group=0, epochs=1, det=0)
+    again = tmp_path / "runs" / "ddp2"
+    assert json.loads((again / "config.json").read_text())["name"] == "ddp2"
+    assert [json.loads(x)["replica_diff"] for x in (again / "metrics.jsonl").read_text().splitlines()] == [0.0]
+    assert not (tmp_path / "runs" / "ddp3").exists()

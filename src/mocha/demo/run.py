@@ -12,10 +12,10 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mocha.demo.config import RECIPE, DemoConfig
 from mocha.demo.shipped import shipped_student
 from mocha.demo.stages import StageResult, run_stage
 from mocha.errors import ConfigError
@@ -23,30 +23,6 @@ from mocha.io import atomic_dir, write_json, write_text
 
 log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 1 << 30  # the small world's stages take ~0.3 GB; keep margin
-
-
-@dataclass
-class DemoConfig:
-    size: str = "small"
-    seed: int = 0
-    imgsz: int = 256
-    pretrain_epochs: int = 60
-    teacher: str = "builtin"
-    dim: int = 32  # d_t: on the small world (1.7k train regions) 16-32 beat 128; SPEC's 512 suits ~1e5 regions
-    # stage 2, tuned on the small world (README): every epoch a detection epoch, with a strong pull on the
-    # student — SPEC's 1-in-4 schedule at λ_dist 1 left the student's features almost unchanged here
-    # (1-shot mAP50-95 5.0; λ_dist/lr 5/1e-3: 6.2; 10/2e-3: 7.5; 20/5e-3: 8.7)
-    distill_epochs: int = 8
-    det_every: int = 1
-    lambda_dist: float = 20.0
-    lr_student: float = 5e-3
-    lambda_emb: float = 1.0
-    episodes: int = 100
-    shots: list[int] = field(default_factory=lambda: [1, 5])
-    probe_episodes: int = 100
-    out: Path = Path("runs/demo")
-    fresh: bool = False
-    progress: bool = True
 
 
 def _check_disk(out: Path) -> None:
@@ -134,20 +110,20 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     # ------------------------------------------------------------------ stage 2
     def distill_stage(work: Path) -> dict[str, Any]:
-        from mocha.distill.train import DistillConfig, distill
+        from mocha.distill.config import DistillConfig
+        from mocha.distill.rundir import read_metrics
+        from mocha.distill.train import distill
 
-        best = distill(DistillConfig(data=data, store=store, pca=pca_path, student=student, epochs=cfg.distill_epochs,
-                                     det_every=cfg.det_every, imgsz=cfg.imgsz, lambda_emb=cfg.lambda_emb,
-                                     lambda_dist=cfg.lambda_dist, lr_student=cfg.lr_student,
-                                     project=work, name="run", progress=cfg.progress, tensorboard=False))
-        rows = [json.loads(r) for r in (work / "run" / "metrics.jsonl").read_text().splitlines() if r.strip()]
+        best = distill(DistillConfig(recipe=RECIPE.name, data=data, store=store, pca=pca_path, student=student,
+                                     project=work, name="run", progress=cfg.progress, tensorboard=False,
+                                     **cfg.distill_overrides()))
+        rows = read_metrics(work / "run")
         return {"bundle": str(best.relative_to(work)), "best_epoch": rows[-1].get("best_epoch"),
                 "best_val_loss": rows[-1].get("best")}
 
-    s_distill = stage("distill", {"student": s_student.key, "pca": s_pca.key, "epochs": cfg.distill_epochs,
-                                  "det_every": cfg.det_every, "lambda_emb": cfg.lambda_emb, "imgsz": cfg.imgsz,
-                                  "lambda_dist": cfg.lambda_dist, "lr_student": cfg.lr_student},
-                      distill_stage)
+    # the key covers every stage-2 number: the recipe's, then the demo's own options over them
+    s_distill = stage("distill", {"student": s_student.key, "pca": s_pca.key, **RECIPE.values(),
+                                  **cfg.distill_overrides()}, distill_stage)
     bundle = s_distill.dir / s_distill.result["bundle"]
 
     # ------------------------------------------------------------------ stage 3
@@ -183,7 +159,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     report["wall_seconds"] = {s.name: round(s.seconds, 1) for s in stages}
     report["wall_seconds"]["total_from_scratch"] = round(sum(s.seconds for s in stages), 1)
     report["wall_seconds"]["total_this_run"] = round(time.perf_counter() - t_all, 1)
-    report["config"] = {k: str(v) for k, v in asdict(cfg).items()}
+    report["config"] = {k: str(v) for k, v in cfg.to_dict().items()}
     plots = s_eval.dir / s_eval.result["run"] / "plots"
     if plots.is_dir():
         if (out / "plots").exists():
@@ -199,6 +175,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         print(f"{s.name:9s} {'cached' if s.cached else 'ran   '} {s.seconds:7.1f} s  {_figure(s, report)}")
     print(f"total     {report['wall_seconds']['total_this_run']:.1f} s this run "
           f"({report['wall_seconds']['total_from_scratch']:.1f} s of stage work)")
+    print(f"report: {out / 'report.md'}")
     return report
 
 

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from mocha.errors import ConfigError
 
+if TYPE_CHECKING:
+    from mocha.distill.config import DistillConfig
+
 log = logging.getLogger(__name__)
-
-
-def _attr(obj: Any, name: str) -> Any:
-    value = getattr(obj, name)
-    return value() if callable(value) else value
 
 
 def open_pca(path: str | Path) -> Any:
@@ -47,7 +45,7 @@ def _missing(store: Any, keys: list[list[bytes]]) -> list[tuple[int, int]]:
 
 
 def load_split_targets(
-    cfg: Any, spec: Any, split: str, records: list[Any], pca: Any, required: bool = True
+    cfg: DistillConfig, spec: Any, split: str, records: list[Any], pca: Any, required: bool = True
 ) -> list[Tensor] | None:
     """u' (n_i, d_t) per record; None when not `required` and the store lacks some of the split."""
     store = open_store(cfg.store)
@@ -57,9 +55,9 @@ def load_split_targets(
             f"--pca {cfg.pca} was fitted on embeddings of teacher key {pca_key}, but --store {cfg.store} holds "
             f"teacher {store.teacher_name!r} (key {store.teacher_key}); fit the PCA on this store"
         )
-    if int(_attr(pca, "teacher_dim")) != store.dim:
+    if int(pca.teacher_dim) != store.dim:
         raise ConfigError(
-            f"--pca {cfg.pca} expects {_attr(pca, 'teacher_dim')}-d teacher vectors; "
+            f"--pca {cfg.pca} expects {pca.teacher_dim}-d teacher vectors; "
             f"--store {cfg.store} is {store.dim}-d"
         )
     keys = store.region_keys(records, spec.names)
@@ -81,7 +79,7 @@ def load_split_targets(
             f"(first: {records[i].image} box {j}); run `mocha teacher extract split={split}` or pass --extract-missing"
         )
     flat = [k for ks in keys for k in ks]
-    dim = int(_attr(pca, "dim"))
+    dim = int(pca.dim)
     if not flat:
         return [torch.zeros(0, dim) for _ in records]
     u = store.get(flat).float()

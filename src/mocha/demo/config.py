@@ -1,0 +1,50 @@
+"""`DemoConfig`: every option of `mocha demo` (`mocha demo k=v` == `run_demo(DemoConfig(k=v))`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mocha.core.config import Config, option
+from mocha.data.world.generate import SIZES
+from mocha.distill.recipes import PAPER, TUNED
+
+# stage 2 runs the tuned recipe; these options are the ones the demo exposes (the rest come from the recipe)
+RECIPE = TUNED
+
+
+@dataclass(kw_only=True)
+class DemoConfig(Config):
+    """The whole MOCHA recipe on the embedded default world: world → stage 1 → teacher store → PCA → stage 2 →
+    stage 3 (student / mocha / teacher / teacher-gt) → neural-collapse probe.
+
+    Finished stages are reused (content-keyed, under <out>/stages/); writes <out>/report.md, report.json and plots/.
+    """
+
+    size: str = option("small", help="world size: " + " | ".join(SIZES), choices=list(SIZES))
+    seed: int = option(0, help="world seed")
+    imgsz: int = option(256, help="input size", ge=32, multiple_of=32)
+    pretrain_epochs: int = option(60, help="stage-1 epochs (the default world's 60-epoch student is shipped; "
+                                  "fresh=true retrains it)", ge=1)
+    teacher: str = option("builtin", help="teacher for the store and the teacher methods")
+    # d_t: on the small world (1.7k train regions) 16-32 beat 128; SPEC's 512 suits ~1e5 regions
+    dim: int = option(32, help="d_t: PCA components (distillation target dimension)", ge=1)
+    epochs: int = option(RECIPE.epochs, help=f"stage-2 distillation epochs ({RECIPE.name} recipe)", ge=1)
+    det_every: int = option(RECIPE.det_every, help="every N-th distillation epoch trains the whole student "
+                            f"(SPEC reference: {PAPER.det_every}; 0 = never)", ge=0)
+    lambda_dist: float = option(RECIPE.lambda_dist, help=f"weight of L_dist (SPEC reference: {PAPER.lambda_dist:g})",
+                                ge=0)
+    lr_student: float = option(RECIPE.lr_student, help="student learning rate in detection epochs "
+                               f"(SPEC reference: {PAPER.lr_student:g})", gt=0)
+    lambda_emb: float = option(RECIPE.lambda_emb, help="weight of the relational loss L_emb", ge=0)
+    episodes: int = option(100, help="episodes per shot count", ge=1)
+    probe_episodes: int = option(100, help="episodes of the neural-collapse probe", ge=1)
+    shots: list[int] = option([1, 5], help="comma-separated shot counts", ge=1)
+    out: Path = option(Path("runs/demo"), help="demo folder (its stage cache is reused by later runs)")
+    fresh: bool = option(False, help="rerun every stage (and retrain the stage-1 student)")
+    progress: bool = option(True, help="progress bars (a line every few seconds when not a terminal)")
+
+    def distill_overrides(self) -> dict[str, float | int]:
+        """The stage-2 options the demo sets on top of its recipe."""
+        return {"epochs": self.epochs, "det_every": self.det_every, "lambda_dist": self.lambda_dist,
+                "lr_student": self.lr_student, "lambda_emb": self.lambda_emb, "imgsz": self.imgsz}
