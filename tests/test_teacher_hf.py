@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from mocha.core.device import choose_device as pick_device
 from mocha.errors import ConfigError
 from mocha.teacher.base import MergedTeacher, teacher_key
 from mocha.teacher.clip import ClipTeacher
-from mocha.teacher.hf import model_revision, pick_device, pick_dtype, resolve_model
+from mocha.teacher.hf import model_revision, pick_dtype, resolve_model
 from mocha.teacher.llava import LlavaTeacher
 from mocha.teacher.registry import create_teacher
 

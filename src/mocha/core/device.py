@@ -32,7 +32,7 @@ def global_rank() -> int:
 def choose_device(device: str | torch.device | None = None) -> torch.device:
     """The torch device for `device` ('' / None: CUDA of this local rank if present, else cpu)."""
     text = str(device).strip() if device is not None else ""
-    if not text:
+    if not text or text == "auto":
         return torch.device(f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(text)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mocha.core.device import choose_device
 from mocha.core.learners import create_learner
 from mocha.core.metrics import ImagePreds, ImageTruth, paper_map, strict_map, top1_accuracy
 from mocha.core.progress import progress
@@ -59,12 +60,6 @@ class MethodFeatures:
     query_ms: float = float("nan")
     peak_memory_mb: float = float("nan")
     model_memory_mb: float = float("nan")
-
-
-def pick_device(device: str | None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _rss_mb() -> float:
@@ -136,7 +131,7 @@ class Evaluator:
             split, eps = load_episodes(self.spec, s, config.episodes, config.seed, split=self.split,
                                        records=self.records)
             self.episodes[s] = eps
-        self.device = pick_device(config.device)
+        self.device = choose_device(config.device)
         # The box source: --detector (student weights or a bundle), else the first method's own detector.
         # A method whose weights are the box source's shares its object, so its query pass is one forward.
         explicit = load_box_source(config.detector, self.device) if config.detector else None

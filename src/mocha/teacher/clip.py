@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mocha.core.device import choose_device
 from mocha.teacher.base import Teacher, check_batch
 from mocha.teacher.hf import (
     check_positive,
@@ -15,7 +16,6 @@ from mocha.teacher.hf import (
     load_pretrained,
     model_label,
     model_revision,
-    pick_device,
     pick_dtype,
     reject_unknown,
     resolve_model,
@@ -51,7 +51,7 @@ class ClipTeacher(Teacher):
         from transformers import CLIPImageProcessor, CLIPModel
 
         folder = resolve_model(model, "--clip-model")
-        dev = pick_device(device)
+        dev = choose_device(device)
         dt = pick_dtype(dtype, dev)
         net = load_pretrained(CLIPModel, folder, "--clip-model", dtype=dt).to(dev)
         processor = load_pretrained(CLIPImageProcessor, folder, "--clip-model")
@@ -75,6 +75,6 @@ class ClipTeacher(Teacher):
         return torch.cat(out)
 
     def to(self, device: str | torch.device) -> ClipTeacher:
-        self.device = pick_device(device)
+        self.device = choose_device(device)
         self.model.to(self.device)
         return self

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.distributed as tdist
 
+from mocha.core.device import Dist, choose_device
 from mocha.core.progress import progress as progress_bar
 from mocha.data.dataset import load_dataset
 from mocha.data.images import load_image, norm_cxcywh_to_xyxy
@@ -51,41 +51,29 @@ class ExtractStats:
         return self.extracted / self.seconds if self.seconds > 0 else 0.0
 
 
-def _dist() -> tuple[int, int]:
-    """(rank, world): joins the torchrun process group when WORLD_SIZE > 1 (gloo on CPU).
+_DIST: list[Dist] = []  # the group this module joined, kept across splits (re-creating it races between ranks)
 
-    The group is kept for later calls (several splits in one job): re-creating it on the same port races
-    between ranks. `close_dist()` ends it (the CLI calls it after the last split)."""
-    import os
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not tdist.is_initialized():
-        tdist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    if tdist.is_initialized():
-        return tdist.get_rank(), tdist.get_world_size()
-    return 0, 1
+def _dist(device: str | None) -> tuple[int, int]:
+    """(rank, world): joins the torchrun process group when WORLD_SIZE > 1 (`mocha.core.device.Dist`).
+
+    The group is kept for later calls (several splits in one job). `close_dist()` ends it (the CLI calls it
+    after the last split); a group another stage created first is reused and left to that stage."""
+    if not _DIST or not tdist.is_initialized():
+        _DIST[:] = [Dist.setup(device)]
+    return _DIST[0].rank, _DIST[0].world
 
 
 def close_dist() -> None:
     """End the process group `extract_split` joined (no-op in a single process)."""
-    if tdist.is_initialized():
-        tdist.barrier()
-        tdist.destroy_process_group()
+    if _DIST:
+        _DIST[0].barrier()
+        _DIST.pop().close()
 
 
 def _barrier(world: int) -> None:
     if world > 1:
         tdist.barrier()
-
-
-def _default_device(device: str | None) -> str:
-    import os
-
-    if device:
-        return device
-    if torch.cuda.is_available():
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return "cpu"
 
 
 def _work_items(records: list[Any], keys: list[list[bytes]],
@@ -179,7 +167,7 @@ def extract_split(
         spec = load_dataset(spec)
     if records is None:
         records = read_split(spec, split, skip_bad=skip_bad)
-    rank, world = _dist()
+    rank, world = _dist(device)
     store_path = Path(store_path)
     stats = ExtractStats(split, ranks=world)
     model: Teacher | None = teacher if isinstance(teacher, Teacher) else None
@@ -234,7 +222,7 @@ def _load(teacher: str | Teacher | None, options: dict[str, Any] | None, device:
     if isinstance(teacher, Teacher):
         return teacher
     opts = dict(options or {})
-    opts.setdefault("device", _default_device(device))
+    opts.setdefault("device", str(choose_device(device)))
     name = str(teacher or "builtin")
     ck = repr((name.lower(), sorted(opts.items())))
     if ck not in _loaded:

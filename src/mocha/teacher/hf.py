@@ -89,18 +89,6 @@ def _sample_digest(path: Path, chunk: int = 1 << 20) -> bytes:
     return h.digest()
 
 
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """`device` as given, else CUDA when present, else the CPU."""
-    if device is None or str(device).strip() in ("", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(str(device).strip())
-    except RuntimeError as e:
-        raise ConfigError(f"--device: invalid device {device!r} ({e})") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine; use device=cpu")
-    return dev
-
 
 def pick_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """Parse "float32" / "float16" / "bfloat16" (also "fp16", "bf16"); default float16 on CUDA, float32 on CPU."""

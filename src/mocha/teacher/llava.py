@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mocha.core.device import choose_device
 from mocha.errors import ConfigError
 from mocha.teacher.base import Teacher, check_batch
 from mocha.teacher.hf import (
@@ -34,7 +35,6 @@ from mocha.teacher.hf import (
     load_pretrained,
     model_label,
     model_revision,
-    pick_device,
     pick_dtype,
     reject_unknown,
     resolve_model,
@@ -113,7 +113,7 @@ class LlavaTeacher(Teacher):
 
         decoding_kwargs(decoding, max_new_tokens)  # fail on bad options before loading gigabytes
         folder = resolve_model(model, "--model")
-        dev = pick_device(device)
+        dev = choose_device(device)
         dt = pick_dtype(dtype, dev)
         net = load_pretrained(LlavaForConditionalGeneration, folder, "--model", dtype=dt).to(dev)
         processor = load_pretrained(AutoProcessor, folder, "--model")
@@ -172,6 +172,6 @@ class LlavaTeacher(Teacher):
         return ((hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)).cpu()
 
     def to(self, device: str | torch.device) -> LlavaTeacher:
-        self.device = pick_device(device)
+        self.device = choose_device(device)
         self.model.to(self.device)
         return self
