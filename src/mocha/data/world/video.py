@@ -144,15 +144,22 @@ def _render_frame(bg: np.ndarray, picks: list[render.Instance], motions: list[_M
     return np.asarray(img), boxes
 
 
-def _write_clip(folder: Path, k: int, cfg: VideoSize, personal: list[render.Instance], seed: int, bar: object
-                ) -> dict:
-    import cv2
-
+def render_clip(k: int, cfg: VideoSize, personal: list[render.Instance], seed: int
+                ) -> tuple[list[render.Instance], Iterator[tuple[np.ndarray, list[tuple[int, int, int, int] | None]]]]:
+    """Clip `k`'s objects and a lazy stream of (frame RGB, visible box per object or None)."""
     picks, motions, rng = _clip_plan(k, cfg, personal, seed)
     bg = render.background(rng, cfg.imgsz)
     gains = [float(rng.uniform(0.85, 1.15)) for _ in picks]
     occ = (float(rng.uniform(0, 1)), float(rng.uniform(0.01, 0.02)), float(rng.uniform(0.08, 0.14)),
            rng.integers(60, 200, size=3).astype(np.uint8))
+    return picks, (_render_frame(bg, picks, motions, gains, occ, t) for t in range(cfg.frames))
+
+
+def _write_clip(folder: Path, k: int, cfg: VideoSize, personal: list[render.Instance], seed: int, bar: object
+                ) -> dict:
+    import cv2
+
+    picks, stream = render_clip(k, cfg, personal, seed)
     name = f"clip_{k:03d}"
     (folder / name).mkdir()
     writer = cv2.VideoWriter(str(folder / name / "video.mp4"), cv2.VideoWriter_fourcc(*FOURCC), cfg.fps,
@@ -160,16 +167,14 @@ def _write_clip(folder: Path, k: int, cfg: VideoSize, personal: list[render.Inst
     if not writer.isOpened():
         raise DataError(f"opencv cannot write {FOURCC} video here")
     rows: list[tuple[int, int, tuple[int, int, int, int], int, int]] = []
-    for t in range(cfg.frames):
-        img, boxes = _render_frame(bg, picks, motions, gains, occ, t)
+    for t, (img, boxes) in enumerate(stream):
         writer.write(np.ascontiguousarray(img[..., ::-1]))
         rows += [(t + 1, j + 1, b, picks[j].coarse, picks[j].id) for j, b in enumerate(boxes) if b is not None]
         bar.update()  # type: ignore[attr-defined]
     writer.release()
     col = lambda i: np.array([r[i] for r in rows], np.int64)  # noqa: E731
-    write_mot(folder / name / "gt.txt", MotTable(col(0), col(1), np.array([r[2] for r in rows], np.float32
-                                                                           ).reshape(-1, 4),
-                                                 np.ones(len(rows), np.float32), col(3), col(4)))
+    xyxy = np.array([r[2] for r in rows], np.float32).reshape(-1, 4)
+    write_mot(folder / name / "gt.txt", MotTable(col(0), col(1), xyxy, np.ones(len(rows), np.float32), col(3), col(4)))
     return {"name": name, "video": f"{name}/video.mp4", "gt": f"{name}/gt.txt", "frames": cfg.frames,
             "category": picks[0].coarse, "objects": [{"id": j + 1, "instance": p.id} for j, p in enumerate(picks)]}
 
