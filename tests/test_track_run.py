@@ -71,7 +71,8 @@ def test_bad_input(clip: dict) -> None:
     with pytest.raises(ConfigError, match="identity=tracks"):
         run_clip(clip["frames"], det, clip["names"], clip["coarse_names"], identity="tracks", progress=False)
     with pytest.raises(ConfigError, match="did you mean 'botsort'"):
-        run_clip(clip["frames"], det, clip["names"], clip["coarse_names"], tracker="botsrt", progress=False)
+        run_clip(clip["frames"], det, clip["names"], clip["coarse_names"], tracker="botsrt", identity="frame",
+                 progress=False)
     with pytest.raises(ValueError, match="similarity columns"):
         run_clip(clip["frames"], det, clip["names"][:2], clip["coarse_names"], progress=False)
     empty = run_clip([np.zeros((8, 8, 3), np.uint8)] * 3, lambda f, i: Detections.empty(2), ["a", "b"], ["x"],

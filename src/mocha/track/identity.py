@@ -73,7 +73,7 @@ class TrackIdentity:
 
     k: int
     params: IdentityParams = field(default_factory=IdentityParams)
-    _tracks: dict[int, _Evidence] = field(default_factory=dict)
+    _tracks: dict[int, _Evidence] = field(default_factory=dict, init=False, repr=False)
 
     def update(self, frame: int, track_ids: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fold this frame's boxes into their tracks; return (shown instance (n,), margin (n,) nats).

@@ -13,7 +13,7 @@ import numpy as np
 from mocha.errors import ConfigError
 from mocha.track.frames import Detections, FrameResult
 from mocha.track.identity import IdentityParams, TrackIdentity, frame_identity, label
-from mocha.track.tracker import create_tracker
+from mocha.track.tracker import TRACKERS, create_tracker
 
 DetectFn = Callable[[np.ndarray, int], Detections]  # (frame RGB uint8, 0-based index) → detections
 MODES = ("frame", "track")
@@ -27,6 +27,7 @@ def track_stream(frames: Iterable[np.ndarray], detect_fn: DetectFn, names: list[
     if identity not in MODES:
         raise ConfigError(f"identity={identity}: unknown mode; choose one of {', '.join(MODES)}")
     params = params or IdentityParams()
+    TRACKERS.get(tracker)  # a bad name is an error in either mode
     trk = create_tracker(tracker) if identity == "track" else None
     ident = TrackIdentity(len(names), params)
     for i, frame in enumerate(frames):
