@@ -13,7 +13,7 @@ import pytest
 from mocha.data.world.video import generate_video, load_video_world
 from mocha.errors import ConfigError
 from mocha.track import Detections, run_clip
-from mocha.track.compare import compare_modes
+from mocha.track.compare import compare_modes, compare_world
 from mocha.track.mot import read_mot
 from mocha.track.outputs import write_outputs
 from mocha.track.synthetic import Noise, NoisyDetector
@@ -80,3 +80,16 @@ def test_bad_input(clip: dict) -> None:
     assert [len(r) for r in empty] == [0, 0, 0]
     with pytest.raises(ValueError, match="sim must be"):
         Detections(np.zeros((2, 4)), np.ones(2), np.zeros(2), np.zeros((3, 2)))
+
+
+def test_compare_world(tmp_path: Path) -> None:
+    path = generate_video(tmp_path / "clips", size="tiny", seed=1, progress=False)
+    r = compare_world(path, NoisyDetector.for_clip)
+    assert len(r["clips"]) == 1 and r["frames"] == r["clips"][0]["frames"]
+    assert r["idf1_gain"] == pytest.approx(r["clips"][0]["idf1_gain"]) and r["idf1_gain"] > 5
+    assert r["track"]["idsw"] == r["clips"][0]["track"]["idsw"] < r["frame"]["idsw"]
+    # A gallery of only some instances: the others are never named.
+    w = load_video_world(path)
+    some = sorted(w.instances)[:2]
+    part = compare_world(path, NoisyDetector.for_clip, gallery=some)
+    assert part["track"]["id_recall"] < r["track"]["id_recall"]

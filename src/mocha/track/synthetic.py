@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mocha.track.frames import Detections
-from mocha.track.mot import MotTable
+from mocha.track.mot import MotTable, read_mot
+
+if TYPE_CHECKING:
+    from mocha.data.world.video import VideoClip, VideoWorld
 
 
 @dataclass(frozen=True)
@@ -45,3 +49,10 @@ class NoisyDetector:
                           else nz.sim_other for k in self.gallery] for g in inst]).reshape(len(rows), len(self.gallery))
         sim = mean + rng.normal(0, nz.sim_std, mean.shape)
         return Detections(box, rng.uniform(0.6, 0.95, len(rows)), self.gt.cls[rows], sim)
+
+    @classmethod
+    def for_clip(cls, world: VideoWorld, clip: VideoClip, gallery: Sequence[int], noise: Noise | None = None,
+                 seed: int = 0) -> NoisyDetector:
+        """The detector for one clip of a video world (the `detector` argument of `compare_world`)."""
+        coarse = {i: int(v["coarse"]) for i, v in world.instances.items()}
+        return cls(read_mot(clip.gt), gallery, coarse, noise, seed)
