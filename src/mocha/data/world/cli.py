@@ -1,4 +1,4 @@
-"""`mocha world generate | preview | probe` (options: the config dataclasses below)."""
+"""`mocha world generate | preview | probe | video` (options: the config dataclasses below)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 from mocha.core.commands import command
 from mocha.core.config import Config, option
 from mocha.data.world.generate import SIZES
+from mocha.data.world.video import SIZES as VIDEO_SIZES
 
 
 @dataclass(kw_only=True)
@@ -42,6 +43,17 @@ class ProbeConfig(Config):
     episodes: int = option(20, help="random episodes to average", ge=1)
 
 
+@dataclass(kw_only=True)
+class VideoConfig(Config):
+    """Render video clips of the world's personal instances moving among look-alikes, with MOT ground truth."""
+
+    out: Path = option(help="output folder (must be empty or absent unless overwrite=true)")
+    size: str = option("small", help="tiny (unit tests) | small (benchmark)", choices=list(VIDEO_SIZES))
+    seed: int = option(0, help="world seed: same seed and size give the same clips and instances")
+    overwrite: bool = option(False, help="replace a non-empty output folder")
+    progress: bool = option(True, help="progress bar / lines")
+
+
 def generate(cfg: GenerateConfig) -> Path:
     from mocha.data.world.generate import generate_world
 
@@ -68,6 +80,14 @@ def probe(cfg: ProbeConfig) -> dict[str, Any]:
     return result
 
 
+def video(cfg: VideoConfig) -> Path:
+    from mocha.data.world.video import generate_video
+
+    out = generate_video(cfg.out, size=cfg.size, seed=cfg.seed, overwrite=cfg.overwrite, progress=cfg.progress)
+    typer.echo(str(out))
+    return out
+
+
 def register(app: typer.Typer) -> None:
     """Add the `world` sub-app."""
     world = typer.Typer(help="mochaworld: the generated benchmark world (our embedded default dataset).",
@@ -75,4 +95,5 @@ def register(app: typer.Typer) -> None:
     command(world, "generate", GenerateConfig, generate, words=("world", "generate"))
     command(world, "preview", PreviewConfig, preview, words=("world", "preview"))
     command(world, "probe", ProbeConfig, probe, words=("world", "probe"))
+    command(world, "video", VideoConfig, video, words=("world", "video"))
     app.add_typer(world, name="world")

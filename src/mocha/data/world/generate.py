@@ -86,23 +86,32 @@ def _episodes(contains: dict[int, list[str]], files: list[str], shots: int, n: i
     return {"split": "personal", "shots": shots, "episodes": eps}
 
 
-def _build(out: Path, cfg: WorldSize, seed: int, progress: bool) -> None:
-    from mocha.core.progress import progress as progress_bar
-
+def make_instances(cfg: WorldSize, seed: int, base: bool = True) -> list[render.Instance]:
+    """The world's instances in id order (base, then personal); each id has its own rng, so `base=False`
+    gives the same personal instances without rendering the base ones (the video world reuses them)."""
     cats = list(shapes.CATEGORIES[: cfg.categories])
     insts: list[render.Instance] = []
     for c, cat in enumerate(cats):
         for j in range(cfg.base_per_cat):
-            iid = len(insts)
-            insts.append(render.make_instance(iid, f"{cat}-{j:02d}", c, "base", _rng(seed, 1, iid)))
-    base = list(insts)
+            iid = c * cfg.base_per_cat + j
+            if base:
+                insts.append(render.make_instance(iid, f"{cat}-{j:02d}", c, "base", _rng(seed, 1, iid)))
     for c, cat in enumerate(cats):
         # Personal instances of a category share one palette, so colour alone cannot tell them apart.
         pal = 2 * int(_rng(seed, 5, c).integers(3))
         for j in range(cfg.personal_per_cat):
-            iid = len(insts)
+            iid = cfg.categories * cfg.base_per_cat + c * cfg.personal_per_cat + j
             insts.append(render.make_instance(iid, f"my-{cat}-{j}", c, "personal", _rng(seed, 1, iid), pal))
-    personal = insts[len(base):]
+    return insts
+
+
+def _build(out: Path, cfg: WorldSize, seed: int, progress: bool) -> None:
+    from mocha.core.progress import progress as progress_bar
+
+    cats = list(shapes.CATEGORIES[: cfg.categories])
+    insts = make_instances(cfg, seed)
+    base = [i for i in insts if i.split == "base"]
+    personal = [i for i in insts if i.split == "personal"]
     total = cfg.base_train + cfg.base_val + len(personal) * cfg.images_per_personal
     bar = progress_bar(total=total, desc="mochaworld", enable=progress, unit="img")
 
