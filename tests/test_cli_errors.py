@@ -8,7 +8,7 @@ from mocha.cli import main
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["detect", "gallery=x", "out=y"], "No such option: --out"),
+    (["detect", "gallery=x", "out=y"], "unknown option 'out' for `mocha detect`; did you mean"),
     (["teacher", "extract", "data=x"], "Missing option '--out'"),
     (["teacher", "pca", "store=s", "dim=abc"], "Invalid value for '--dim'"),
 ])
