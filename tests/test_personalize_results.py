@@ -190,3 +190,16 @@ def test_readme_personalize_example_runs(tmp_path, monkeypatch, capsys):
     assert Image.open("kitchen_annotated.jpg").size == (240, 180)
     assert "my mug" in out and "photos/p0.jpg" in out and "photos/p1.jpg" in out
     assert Path("my.gallery").exists()
+
+
+def test_from_mocha_import_personalizer_is_lazy():
+    import subprocess
+
+    code = ("import sys, mocha; before = 'mocha.personalize' in sys.modules; from mocha import Personalizer, Results; "
+            "print(before, Personalizer.__module__, Results.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "mocha.personalize.personalizer", "mocha.personalize.results"]
+    with pytest.raises(AttributeError, match="no attribute 'Personaliser'"):
+        import mocha
+
+        mocha.Personaliser  # noqa: B018
