@@ -44,7 +44,7 @@ def test_enroll_list_remove(setup, tmp_path, capsys):
                "box=10,10,100,100;-", "coarse=mug", "conf=0.0"], capsys)
     assert "your box" in out and "detector's best box" in out and "1 instance(s)" in out
     err = fail(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's2.jpg'}", "box=1,1,50,50"], capsys)
-    assert "already enrolled" in err and "--append" in err
+    assert "already enrolled" in err and "append=true" in err
     out = run(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's2.jpg'}", "box=1,1,50,50", "append=true"],
               capsys)
     assert "enrolled 'cup'" in out

@@ -90,7 +90,7 @@ class InstanceRecord:
     shots: int
     created: str
     updated: str
-    id: int = -1  # the row id: enrolment order, stable while the instance stays enrolled (`Results.instances`)
+    id: int = -1  # given at enrolment, never reused after a remove (`Results.instances`, `boxes.instance`)
     supports: list[Support] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -314,8 +314,8 @@ class Gallery:
         with self.transaction() as con:
             row = con.execute("SELECT coarse, coarse_name FROM instances WHERE name = ?", (name,)).fetchone()
             if row is not None and not append:
-                raise ConfigError(f"instance {name!r} is already enrolled; use --append (append=True) to add shots "
-                                  "or remove it first")
+                raise ConfigError(f"instance {name!r} is already enrolled; use append=true (Python: append=True) to "
+                                  "add shots or remove it first")
             if row is not None and int(row[0]) != int(coarse):
                 raise ConfigError(f"instance {name!r} is enrolled as {row[1]!r}, not {coarse_name!r}")
             if row is None:
@@ -369,7 +369,7 @@ def _init_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
 def _check_file(path: Path) -> None:
     """Refuse anything that is not an existing, non-empty SQLite file, before SQLite touches it."""
     if not path.exists():
-        raise ConfigError(f"gallery not found: {path} (create one with `mocha enroll --bundle ...`)")
+        raise ConfigError(f"gallery not found: {path} (create one with `mocha enroll bundle=...`)")
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a gallery file")
     try:

@@ -108,7 +108,7 @@ class Personalizer:
             if bundle is None:
                 if backend == "onnx":
                     g.close()
-                    raise ConfigError("backend='onnx' needs the export folder (bundle=... / --onnx)")
+                    raise ConfigError("backend='onnx' needs the export folder (bundle=... ; CLI: onnx=...)")
                 bundle = g.bundle_path
                 if not bundle:
                     g.close()
@@ -181,7 +181,7 @@ class Personalizer:
             raise ConfigError(f"instance name {name!r} is reserved for open-set boxes ('unknown <coarse>')")
         if name in self.learner and not append:
             raise ConfigError(f"instance {name!r} is already enrolled ({self.learner.shots(name)} shots); "
-                              "use --append (append=True) to add shots, or remove it first")
+                              "use append=true (Python: append=True) to add shots, or remove it first")
         imgs = [images] if isinstance(images, str | Path) or is_image_like(images) else list(images)
         if not imgs:
             raise ConfigError(f"instance {name!r}: no images given")
@@ -213,7 +213,7 @@ class Personalizer:
                 if len(cand) == 0:
                     what = "object" if want is None else repr(self.names[want])
                     raise DataError(f"{source}: the detector found no {what} (conf ≥ {self.enroll_conf:g}); "
-                                    "give a box (--box x1,y1,x2,y2)")
+                                    "give a box (box=x1,y1,x2,y2)")
                 j = int(cand[np.argmax(dets[cand, 4])])
                 b = lb.to_original(dets[j, :4][None])[0]
                 votes[int(dets[j, 5])] += float(dets[j, 4])
@@ -223,7 +223,7 @@ class Personalizer:
         if want is None:
             if not votes.any():
                 raise ConfigError(f"instance {name!r}: cannot tell its coarse class from the detector (no detection "
-                                  "overlaps the boxes); give coarse=... (--coarse)")
+                                  "overlaps the boxes); give coarse=...")
             want = int(votes.argmax())
         supports = [Support(s["source"], s["sha256"], s["box"], s["box_source"],
                             np.asarray(s["embedding"], np.float32), s["det_conf"]) for s in shots]
