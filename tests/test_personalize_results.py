@@ -203,3 +203,8 @@ def test_from_mocha_import_personalizer_is_lazy():
         import mocha
 
         mocha.Personaliser  # noqa: B018
+
+
+def test_repr_is_short(result):
+    text = repr(result)
+    assert text.startswith("Results(") and "s0.png, 240×180, 30 boxes" in text and len(text) < 300

@@ -21,7 +21,7 @@ from mocha.errors import MochaError
 UNKNOWN_COLOR = (160, 160, 160)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no elementwise-ambiguous ==
 class Boxes:
     """Per-box arrays (n rows), boxes in original-image pixels.
 
@@ -81,7 +81,7 @@ class Boxes:
 _ROWS = ("xyxy", "conf", "cls", "instance", "similarity", "instance_conf", "score")
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Results:
     """Detections of one image (or video frame) with their identities.
 
@@ -102,6 +102,13 @@ class Results:
     @property
     def orig_shape(self) -> tuple[int, int]:
         return self.boxes.orig_shape
+
+    def __repr__(self) -> str:  # the image and arrays would drown the useful part
+        where = self.path or "<array>"
+        where += f" frame {self.frame}" if self.frame is not None else ""
+        h, w = self.orig_shape
+        return (f"Results({where}, {w}×{h}, {len(self)} boxes, {int(self.boxes.known.sum())} named: "
+                f"{sorted(set(self[self.boxes.known].labels))})")
 
     def __len__(self) -> int:
         return len(self.boxes)
