@@ -38,12 +38,13 @@ def fail(args, capsys) -> str:
 def test_enroll_list_remove(setup, tmp_path, capsys):
     root, bundle, imgs = setup
     g = tmp_path / "me.gallery"
-    assert "give --bundle" in fail(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's0.jpg'}"], capsys)
+    err = fail(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's0.jpg'}"], capsys)
+    assert "give bundle=... to create it" in err
     out = run(["enroll", f"gallery={g}", f"bundle={bundle}", "name=cup", f"source={imgs / 's0.jpg'},{imgs / 's1.jpg'}",
                "box=10,10,100,100;-", "coarse=mug", "conf=0.0"], capsys)
     assert "your box" in out and "detector's best box" in out and "1 instance(s)" in out
     err = fail(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's2.jpg'}", "box=1,1,50,50"], capsys)
-    assert "already enrolled" in err and "--append" in err
+    assert "already enrolled" in err and "append=true" in err
     out = run(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's2.jpg'}", "box=1,1,50,50", "append=true"],
               capsys)
     assert "enrolled 'cup'" in out
@@ -51,10 +52,13 @@ def test_enroll_list_remove(setup, tmp_path, capsys):
                               "coarse=ball"], capsys)
     assert "empty" in fail(["enroll", f"gallery={g}", "name= ", f"source={imgs / 's2.jpg'}", "box=0,0,9,9",
                             "coarse=ball"], capsys)
-    assert "2 box(es) for 1 source" in fail(["enroll", f"gallery={g}", "name=b", f"source={imgs / 's2.jpg'}",
+    assert "box: 2 box(es) for 1 source" in fail(["enroll", f"gallery={g}", "name=b", f"source={imgs / 's2.jpg'}",
                                              "box=0,0,9,9;1,1,5,5"], capsys)
     out = run(["gallery", "list", f"gallery={g}"], capsys)
     assert "cup" in out and "mug" in out and "3" in out
+    assert "conf=2.0: must be <= 1" in fail(["enroll", f"gallery={g}", "name=b", f"source={imgs / 's2.jpg'}",
+                                            "conf=2"], capsys)
+    assert "did you mean 'gallery'" in fail(["gallery", "list", f"galery={g}"], capsys)
     assert "unknown instance 'nope'" in fail(["gallery", "remove", f"gallery={g}", "name=nope"], capsys)
     assert "removed 'cup'; 0 instance(s) left" in run(["gallery", "remove", f"gallery={g}", "name=cup"], capsys)
     bad = tmp_path / "bad.gallery"
@@ -100,7 +104,10 @@ def test_detect_folder_glob_and_video(setup, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "runs/detect/bad/broken.json").exists()
     assert "source not found" in fail(["detect", f"gallery={g}", "source=nope.jpg"], capsys)
     assert "matches no files" in fail(["detect", f"gallery={g}", "source=zzz/*.png"], capsys)
-    assert "gallery not found" in fail(["detect", "gallery=missing.gallery", f"source={imgs}"], capsys)
+    assert "gallery=missing.gallery: no such file" in fail(["detect", "gallery=missing.gallery", f"source={imgs}"],
+                                                            capsys)
+    assert "backend=onnx needs onnx=" in fail(["detect", f"gallery={g}", f"source={imgs}", "backend=onnx"], capsys)
+    assert "backend='tflite'" in fail(["detect", f"gallery={g}", f"source={imgs}", "backend=tflite"], capsys)
     other = make_bundle(tmp_path / "other", seed=1)
     assert "made with bundle" in fail(["detect", f"gallery={g}", f"source={imgs}", f"bundle={other}"], capsys)
 
@@ -122,3 +129,39 @@ def test_gallery_tune_on_a_tiny_world(setup, tmp_path, capsys):
                                                                                                         "center"}
     with Personalizer.load(gallery=g) as p:
         assert p.min_similarity == chosen
+
+
+def test_detect_exist_ok_and_run_folders(setup, tmp_path, capsys, monkeypatch):
+    root, bundle, imgs = setup
+    monkeypatch.chdir(tmp_path)
+    run(["enroll", "gallery=g.gallery", f"bundle={bundle}", "name=cup", f"source={imgs / 's0.jpg'}",
+         "box=10,10,100,100", "coarse=mug"], capsys)
+    args = ["detect", "gallery=g.gallery", f"source={imgs / 's0.jpg'}", "conf=0.0", "max_det=3"]
+    assert "→ runs/detect/exp" in run(args + ["save=false"], capsys)
+    assert "→ runs/detect/exp2" in run(args + ["save=false"], capsys)
+    # exist_ok=true reuses exp (the issue's `mocha detect ... exist_ok=true` failed to parse)
+    out = run(args + ["exist_ok=true", "save=true"], capsys)
+    assert "1 result(s) → runs/detect/exp" in out and not (tmp_path / "runs/detect/exp3").exists()
+    assert sorted(p.name for p in (tmp_path / "runs/detect/exp").iterdir()) == ["s0.jpg", "s0.json"]
+    run(args + ["--exist-ok", "--no-save", "project=other", "name=x"], capsys)
+    assert sorted(p.name for p in (tmp_path / "other/x").iterdir()) == ["s0.json"]
+    run(args + ["exist_ok=false", "progress=false", "save=false"], capsys)
+    assert (tmp_path / "runs/detect/exp3/s0.json").exists()
+    assert "expected true or false" in fail(args + ["exist_ok=maybe"], capsys)
+
+
+def test_every_bool_option_takes_true_and_false():
+    """Each generated verb of this package parses key=true and key=false for every bool option."""
+    from mocha.cli import rewrite_argv
+    from mocha.core.commands import COMMANDS
+
+    words = [("enroll",), ("detect",), ("export",), ("gallery", "list"), ("gallery", "remove"), ("gallery", "tune")]
+    seen = 0
+    for w in words:
+        spec = COMMANDS[w]
+        for key in spec.config.bool_options():
+            flag = key.replace("_", "-")
+            assert rewrite_argv([*w, f"{key}=true"]) == [*w, f"--{flag}"]
+            assert rewrite_argv([*w, f"{key}=false"]) == [*w, f"--no-{flag}"]
+            seen += 1
+    assert seen >= 5  # enroll append; detect save, exist_ok, progress; gallery tune progress

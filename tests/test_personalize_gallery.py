@@ -190,3 +190,17 @@ def test_settings_and_memory_gallery():
     g.add("a", 1, "ball", [sup(1)])
     assert [r.summary()["coarse"] for r in g.instances()] == ["ball"]
     g.close()
+
+
+def test_instance_ids_are_stable_and_never_reused(gpath):
+    with Gallery(gpath) as g:
+        g.add("a", 0, "mug", [sup(1)])
+        g.add("b", 0, "mug", [sup(2)])
+        ids = {r.name: r.id for r in g.instances()}
+        assert ids["a"] < ids["b"]
+        g.remove("b")  # the largest id: SQLite alone would hand it to the next row
+        g.add("c", 1, "ball", [sup(3)])
+    with Gallery(gpath) as g:
+        now = {r.name: r.id for r in g.instances()}
+        assert now["a"] == ids["a"] and now["c"] > ids["b"]
+        assert g.instances()[0].summary()["id"] == ids["a"]

@@ -2,7 +2,7 @@
 
 Public face: `export_onnx(bundle, out, imgsz=None, opset=17) -> Path` (detector.onnx + embedder.onnx +
 export.json), `read_export_meta(path)`, `OnnxEngine(path, threads=None)` (same engine interface as
-`mocha.personalize.personalizer.TorchEngine`), `session_options(threads)`. onnx/onnxruntime are imported
+`mocha.personalize.engine.TorchEngine`), `session_options(threads)`. onnx/onnxruntime are imported
 when used.
 """
 

@@ -1,14 +1,30 @@
-"""`mocha export --bundle ... --format onnx`."""
+"""`mocha export bundle=... format=onnx` (options: ExportConfig)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
-from mocha.errors import ConfigError
+from mocha.core.commands import command
+from mocha.core.config import Config, option
 
 FORMATS = ("onnx",)
+
+
+@dataclass(kw_only=True)
+class ExportConfig(Config):
+    """Export a bundle to ONNX: detector.onnx (boxes, coarse scores, feature maps) + embedder.onnx (feature
+    maps + boxes → region embeddings, translator inside). Instances can still be enrolled afterwards:
+    `mocha detect backend=onnx onnx=<out>` / Personalizer.load(out, backend="onnx")."""
+
+    bundle: Path = option(help="bundle folder (or a distill run folder → its best/)", exists=True)
+    format: str = option("onnx", help="export format: " + " | ".join(FORMATS), choices=FORMATS)
+    out: Path | None = option(None, help="output folder", default_text="runs/export/<bundle or run name>")
+    imgsz: int | None = option(None, help="fixed input size", gt=0, multiple_of=32,
+                               default_text="the bundle's imgsz, else 640")
+    opset: int = option(17, help="ONNX opset", ge=11)
 
 
 def default_out(bundle: Path) -> Path:
@@ -18,21 +34,14 @@ def default_out(bundle: Path) -> Path:
     return Path("runs/export") / (name or "bundle")
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("export")
-    def export_cmd(
-        bundle: Path = typer.Option(..., help="bundle folder (or a distill run folder → its best/)"),
-        format: str = typer.Option("onnx", help="export format: onnx"),
-        out: Path | None = typer.Option(None, help="output folder (default runs/export/<bundle name>/)"),
-        imgsz: int | None = typer.Option(None, help="fixed input size (default: the bundle's imgsz, else 640)"),
-        opset: int = typer.Option(17, help="ONNX opset"),
-    ) -> None:
-        """Export a bundle to ONNX: detector.onnx (boxes, coarse scores, feature maps) + embedder.onnx
-        (feature maps + boxes → region embeddings, translator inside). Instances can still be enrolled
-        afterwards: `mocha detect --backend onnx --onnx <out>` / Personalizer.load(out, backend="onnx")."""
-        from mocha.export.onnx_export import export_onnx
+def export(cfg: ExportConfig) -> Path:
+    """`mocha export` as a function; returns the export folder."""
+    from mocha.export.onnx_export import export_onnx
 
-        if format not in FORMATS:
-            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
-        path = export_onnx(bundle, out or default_out(bundle), imgsz=imgsz, opset=opset)
-        typer.echo(f"exported {bundle} → {path}")
+    path = export_onnx(cfg.bundle, cfg.out or default_out(cfg.bundle), imgsz=cfg.imgsz, opset=cfg.opset)
+    print(f"exported {cfg.bundle} → {path}")
+    return path
+
+
+def register(app: typer.Typer) -> None:
+    command(app, "export", ExportConfig, export)

@@ -1,13 +1,13 @@
 """Run an ONNX export with onnxruntime behind the same engine interface as the PyTorch bundle.
 
-Engine interface (see mocha.personalize.personalizer.TorchEngine): `names`, `imgsz`, `digest`, `dim`,
-`detect(image_lb, conf, iou, max_det) -> (dets (n,6) xyxy,conf,cls letterboxed px, embeddings (n,d))`,
-`embed(image_lb, boxes) -> (n,d)`, `detect_plain(...) -> dets`. Images are letterboxed (S,S,3) uint8 RGB.
+Same engine interface as the PyTorch bundle (mocha.personalize.engine): `names`, `imgsz`, `digest`, `dim`,
+`detect(image_lb, conf, iou, max_det, speed=None)`, `embed(image_lb, boxes)`, `detect_plain(...)`.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +85,17 @@ class OnnxEngine:
         return self._nms(pred, conf, iou, max_det)
 
     def detect(
-        self, image_lb: np.ndarray, conf: float = 0.1, iou: float = 0.6, max_det: int = 300
+        self, image_lb: np.ndarray, conf: float = 0.1, iou: float = 0.6, max_det: int = 300,
+        speed: dict[str, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
         pred, feats = self.forward(image_lb)
         dets = self._nms(pred, conf, iou, max_det)
-        return dets, self._embed(feats, dets[:, :4])
+        t1 = time.perf_counter()
+        embs = self._embed(feats, dets[:, :4])
+        if speed is not None:
+            speed["inference"], speed["embed"] = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
+        return dets, embs
 
     def embed(self, image_lb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         _, feats = self.forward(image_lb)

@@ -74,7 +74,7 @@ def prepare(work: Path, bundle: Path | None) -> dict[str, Any]:
     return {"bundle": str(bundle), "onnx": str(onnx), "gallery": str(gallery), **settings}
 
 
-def calibrate_bn(student: Any, img: np.ndarray) -> None:
+def calibrate_bn(student: Any, img: np.ndarray, imgsz: int = IMGSZ) -> None:
     """Set a random-weight student's BatchNorm statistics from one batch (the image and its mirror).
 
     At initialisation the running statistics (mean 0, var 1) do not match the activations, which then
@@ -83,7 +83,7 @@ def calibrate_bn(student: Any, img: np.ndarray) -> None:
 
     from mocha.data.images import letterbox
 
-    x = torch.from_numpy(letterbox(img, IMGSZ)[0]).permute(2, 0, 1)[None].float() / 255.0
+    x = torch.from_numpy(letterbox(img, imgsz)[0]).permute(2, 0, 1)[None].float() / 255.0
     bns = [m for m in student.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
@@ -104,7 +104,7 @@ def clutter_conf(bundle: Path, img: np.ndarray, candidates: int = 300) -> float:
     import torch
 
     from mocha.data.images import letterbox
-    from mocha.personalize.personalizer import TorchEngine
+    from mocha.personalize.engine import TorchEngine
 
     engine = TorchEngine.load(bundle, device="cpu", imgsz=IMGSZ)
     with torch.inference_mode():
@@ -199,7 +199,7 @@ class _Worker:
 
 def run(out_dir: Path, quick: bool = False) -> BenchResult:
     """Time the three modes side by side; see the module docstring."""
-    from tqdm import tqdm
+    from mocha.core.progress import progress
 
     threads = max(1, min(2, os.cpu_count() or 1))
     n, warmup = (20, 2) if quick else (40, 5)
@@ -212,7 +212,7 @@ def run(out_dir: Path, quick: bool = False) -> BenchResult:
         try:
             for mode in MODES:
                 workers.append(_Worker(mode, setup, warmup, threads))
-            for _ in tqdm(range(n), desc="latency", unit="round"):
+            for _ in progress(range(n), desc="latency", unit="round"):
                 for w in workers:  # one image per runtime in turn: load from other users hits all alike
                     ms, boxes[w.mode] = w.time()
                     times[w.mode].append(ms)

@@ -90,11 +90,12 @@ class InstanceRecord:
     shots: int
     created: str
     updated: str
+    id: int = -1  # given at enrolment, never reused after a remove (`Results.instances`, `boxes.instance`)
     supports: list[Support] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, "coarse": self.coarse_name, "coarse_id": self.coarse, "shots": self.shots,
-                "created": self.created, "updated": self.updated}
+        return {"id": self.id, "name": self.name, "coarse": self.coarse_name, "coarse_id": self.coarse,
+                "shots": self.shots, "created": self.created, "updated": self.updated}
 
 
 def _blob(v: np.ndarray) -> bytes:
@@ -282,10 +283,10 @@ class Gallery:
 
     def instances(self, supports: bool = False) -> list[InstanceRecord]:
         """All instances in enrolment order (with their supports when asked)."""
-        rows = self._read("SELECT name, coarse, coarse_name, prototype, shots, created, updated FROM instances "
-                          "ORDER BY rowid")
-        out = [InstanceRecord(r[0], int(r[1]), r[2], np.frombuffer(r[3], np.float32).copy(), int(r[4]), r[5], r[6])
-               for r in rows]
+        rows = self._read("SELECT name, coarse, coarse_name, prototype, shots, created, updated, rowid "
+                          "FROM instances ORDER BY rowid")
+        out = [InstanceRecord(r[0], int(r[1]), r[2], np.frombuffer(r[3], np.float32).copy(), int(r[4]), r[5], r[6],
+                              int(r[7])) for r in rows]
         if supports:
             by_name = {rec.name: rec for rec in out}
             for r in self._read("SELECT instance, source, sha256, box, box_source, embedding, det_conf, added "
@@ -313,13 +314,14 @@ class Gallery:
         with self.transaction() as con:
             row = con.execute("SELECT coarse, coarse_name FROM instances WHERE name = ?", (name,)).fetchone()
             if row is not None and not append:
-                raise ConfigError(f"instance {name!r} is already enrolled; use --append (append=True) to add shots "
-                                  "or remove it first")
+                raise ConfigError(f"instance {name!r} is already enrolled; use append=true (Python: append=True) to "
+                                  "add shots or remove it first")
             if row is not None and int(row[0]) != int(coarse):
                 raise ConfigError(f"instance {name!r} is enrolled as {row[1]!r}, not {coarse_name!r}")
             if row is None:
-                con.execute("INSERT INTO instances(name, coarse, coarse_name, prototype, shots, created, updated) "
-                            "VALUES (?, ?, ?, ?, 0, ?, ?)", (name, int(coarse), coarse_name, b"", now, now))
+                con.execute("INSERT INTO instances(rowid, name, coarse, coarse_name, prototype, shots, created, "
+                            "updated) VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                            (_next_id(con), name, int(coarse), coarse_name, b"", now, now))
             for s in supports:
                 self._insert_support(con, name, s)
             embs = [np.frombuffer(r[0], np.float32) for r in
@@ -344,6 +346,15 @@ class Gallery:
             con.execute("DELETE FROM instances WHERE name = ?", (name,))
 
 
+def _next_id(con: sqlite3.Connection) -> int:
+    """A new instance id, never reused after a remove (SQLite would reuse the largest rowid)."""
+    row = con.execute("SELECT value FROM meta WHERE key = 'next_instance_id'").fetchone()
+    top = con.execute("SELECT COALESCE(MAX(rowid), 0) FROM instances").fetchone()[0]
+    nid = max(int(row[0]) if row else 0, int(top) + 1)
+    con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('next_instance_id', ?)", (str(nid + 1),))
+    return nid
+
+
 def _init_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
     con.execute("BEGIN")
     for stmt in _SCHEMA_V1.strip().split(";"):
@@ -358,7 +369,7 @@ def _init_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
 def _check_file(path: Path) -> None:
     """Refuse anything that is not an existing, non-empty SQLite file, before SQLite touches it."""
     if not path.exists():
-        raise ConfigError(f"gallery not found: {path} (create one with `mocha enroll --bundle ...`)")
+        raise ConfigError(f"gallery not found: {path} (create one with `mocha enroll bundle=...`)")
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a gallery file")
     try:

@@ -1,48 +1,140 @@
-"""Personalized detections of one image: boxes, identities (or `unknown <coarse>`), scores; plot and JSON."""
+"""Personalized detections of one image in ultralytics / supervision conventions.
+
+    r = p.detect("kitchen.jpg")
+    r.boxes.xyxy, r.boxes.conf, r.boxes.cls, r.boxes.instance, r.boxes.similarity, r.boxes.known
+    r.names[int(r.boxes.cls[0])]            # coarse id → coarse name (ultralytics' `names`)
+    r.instances[int(r.boxes.instance[0])]   # instance id → instance name (-1: unknown)
+    r[r.boxes.known]                        # a Results with the named boxes only
+    r.labels, r.plot(), r.save("out.jpg"), r.to_json(), r.to_supervision()
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mocha.errors import MochaError
 
-@dataclass
-class Results:
-    """Detections in original-image pixels. `names[i]` is the instance or `unknown <coarse>` (open set).
+UNKNOWN_COLOR = (160, 160, 160)
 
-    Scores: `det_scores` = the detector's coarse confidence; `similarity` = cosine between the box embedding
-    and the nearest prototype of its coarse class (NaN when the class has no instance); `instance_scores` =
-    calibrated probability that the identity is right (0 for unknowns); `scores` = det × instance score for
-    named boxes, the detector confidence for unknowns.
+
+@dataclass(frozen=True, eq=False)  # arrays: no elementwise-ambiguous ==
+class Boxes:
+    """Per-box arrays (n rows), boxes in original-image pixels.
+
+    `conf`: the detector's coarse confidence; `cls`: coarse class id; `instance`: instance id (the gallery's)
+    or -1 (open set: no enrolled instance is similar enough, or none of that class); `similarity`: cosine to
+    the nearest prototype of the box's class (NaN: no candidate); `instance_conf`: calibrated probability
+    that the instance is right (0 for unknowns); `score` = conf × instance_conf for named boxes, conf for
+    unknowns (the strict protocol's ranking score).
     """
 
-    image: np.ndarray  # (H, W, 3) uint8 RGB
-    boxes: np.ndarray  # (n, 4) xyxy float32
-    names: list[str]
-    instances: list[str | None]
-    coarse: np.ndarray  # (n,) int
-    coarse_names: list[str]
-    det_scores: np.ndarray
+    xyxy: np.ndarray
+    conf: np.ndarray
+    cls: np.ndarray
+    instance: np.ndarray
     similarity: np.ndarray
-    instance_scores: np.ndarray
-    scores: np.ndarray
-    path: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    instance_conf: np.ndarray
+    score: np.ndarray
+    orig_shape: tuple[int, int]  # (height, width)
+
+    @classmethod
+    def empty(cls, orig_shape: tuple[int, int]) -> Boxes:
+        f, i = np.zeros(0, np.float32), np.zeros(0, np.int64)
+        return cls(np.zeros((0, 4), np.float32), f, i, i, f, f, f, orig_shape)
 
     def __len__(self) -> int:
-        return len(self.boxes)
+        return len(self.xyxy)
+
+    def __getitem__(self, index: Any) -> Boxes:
+        """Rows by an int (kept 2-D), a slice, an index array or a boolean mask."""
+        if isinstance(index, int | np.integer):
+            index = [int(index)]
+        return replace(self, **{k: getattr(self, k)[index] for k in _ROWS})
 
     @property
     def known(self) -> np.ndarray:
         """Boolean mask of boxes named as an enrolled instance."""
-        return np.array([i is not None for i in self.instances], dtype=bool)
+        return self.instance >= 0
+
+    @property
+    def xywh(self) -> np.ndarray:
+        """(n, 4) centre x, centre y, width, height in pixels."""
+        b = self.xyxy
+        return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], 1)
+
+    @property
+    def xyxyn(self) -> np.ndarray:
+        """xyxy divided by the image width / height."""
+        h, w = self.orig_shape
+        return self.xyxy / np.array([w, h, w, h], np.float32)
+
+    @property
+    def xywhn(self) -> np.ndarray:
+        h, w = self.orig_shape
+        return self.xywh / np.array([w, h, w, h], np.float32)
+
+
+_ROWS = ("xyxy", "conf", "cls", "instance", "similarity", "instance_conf", "score")
+
+
+@dataclass(eq=False, repr=False)
+class Results:
+    """Detections of one image (or video frame) with their identities.
+
+    `names`: coarse id → coarse name (the detector's vocabulary, as ultralytics' `names`); `instances`:
+    instance id → instance name (the gallery's enrolled instances when detected); `orig_img`: the RGB uint8
+    image; `speed`: milliseconds per stage (preprocess, inference, embed, postprocess); `path`: the source
+    file (None for arrays); `frame`: index inside a video (None for stills).
+    """
+
+    orig_img: np.ndarray
+    boxes: Boxes
+    names: dict[int, str]
+    instances: dict[int, str]
+    path: str | None = None
+    frame: int | None = None
+    speed: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def orig_shape(self) -> tuple[int, int]:
+        return self.boxes.orig_shape
+
+    def __repr__(self) -> str:  # the image and arrays would drown the useful part
+        where = self.path or "<array>"
+        where += f" frame {self.frame}" if self.frame is not None else ""
+        h, w = self.orig_shape
+        return (f"Results({where}, {w}×{h}, {len(self)} boxes, {int(self.boxes.known.sum())} named: "
+                f"{sorted(set(self[self.boxes.known].labels))})")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, index: Any) -> Results:
+        """The same image with a subset of boxes: `r[0]`, `r[:3]`, `r[r.boxes.known]`, `r[r.boxes.conf > .5]`."""
+        return replace(self, boxes=self.boxes[index])
+
+    def coarse_name(self, i: int) -> str:
+        c = int(self.boxes.cls[i])
+        return self.names.get(c, str(c))
+
+    def instance_name(self, i: int) -> str | None:
+        k = int(self.boxes.instance[i])
+        return self.instances.get(k) if k >= 0 else None
+
+    @property
+    def labels(self) -> list[str]:
+        """Per box: the instance name, or `unknown <coarse>` (open set)."""
+        return [self.instance_name(i) or f"unknown {self.coarse_name(i)}" for i in range(len(self))]
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: image size, source, one entry per box."""
-        h, w = self.image.shape[:2]
+        """The JSON `mocha detect` writes per image (docs/personalize.md, "Results"): image size, source and one
+        entry per box with its name, instance (name and id), coarse class (name and id) and scores."""
+        h, w = self.orig_shape
+        b = self.boxes
 
         def num(x: float) -> float | None:
             return None if not np.isfinite(x) else round(float(x), 5)
@@ -53,49 +145,76 @@ class Results:
             "height": int(h),
             "detections": [
                 {
-                    "box": [round(float(v), 2) for v in self.boxes[i]],
-                    "name": self.names[i],
-                    "instance": self.instances[i],
-                    "coarse": self.coarse_names[i],
-                    "coarse_id": int(self.coarse[i]),
-                    "det_score": num(self.det_scores[i]),
-                    "similarity": num(self.similarity[i]),
-                    "instance_score": num(self.instance_scores[i]),
-                    "score": num(self.scores[i]),
+                    "box": [round(float(v), 2) for v in b.xyxy[i]],
+                    "name": label,
+                    "instance": self.instance_name(i),
+                    "instance_id": int(b.instance[i]),
+                    "coarse": self.coarse_name(i),
+                    "coarse_id": int(b.cls[i]),
+                    "det_score": num(b.conf[i]),
+                    "similarity": num(b.similarity[i]),
+                    "instance_score": num(b.instance_conf[i]),
+                    "score": num(b.score[i]),
                 }
-                for i in range(len(self))
+                for i, label in enumerate(self.labels)
             ],
-            **self.extra,
         }
 
+    def to_supervision(self) -> Any:
+        """A `supervision.Detections`: xyxy, confidence (detector), class_id (coarse id); `data` holds
+        `class_name`, `instance_id` (-1 unknown), `instance_name` ("" unknown), `label`, `similarity`, `score`.
+        Needs the optional extra: `pip install mocha[supervision]`."""
+        try:
+            import supervision as sv
+        except ImportError:
+            raise MochaError("to_supervision() needs the supervision package: pip install 'mocha[supervision]' "
+                             "(or pip install supervision==0.31.2)") from None
+        b = self.boxes
+        n = len(b)
+        return sv.Detections(
+            xyxy=np.asarray(b.xyxy, np.float32).reshape(n, 4),
+            confidence=np.asarray(b.conf, np.float32),
+            class_id=np.asarray(b.cls, int),
+            data={
+                "class_name": np.array([self.coarse_name(i) for i in range(n)], dtype=str),
+                "instance_id": np.asarray(b.instance, int),
+                "instance_name": np.array([self.instance_name(i) or "" for i in range(n)], dtype=str),
+                "label": np.array(self.labels, dtype=str),
+                "similarity": np.asarray(b.similarity, np.float32),
+                "score": np.asarray(b.score, np.float32),
+            },
+        )
+
     def plot(self, line_width: int | None = None, font_size: int | None = None) -> np.ndarray:
-        """The image with boxes and labels drawn (RGB uint8 copy): named instances in colour, unknowns grey."""
+        """The image with boxes and labels drawn: an RGB uint8 copy (ultralytics' `plot()` returns BGR; here
+        `Image.fromarray(r.plot())` is right, for OpenCV convert with cv2.COLOR_RGB2BGR). Named instances in
+        colour, unknowns grey."""
         from PIL import Image, ImageDraw, ImageFont
 
-        im = Image.fromarray(np.ascontiguousarray(self.image))
+        im = Image.fromarray(np.ascontiguousarray(self.orig_img))
         draw = ImageDraw.Draw(im)
-        h, w = self.image.shape[:2]
+        h, w = self.orig_shape
         lw = line_width or max(1, round(0.003 * (h + w)))
         size = font_size or max(10, round(0.02 * (h + w)))
         try:
             font = ImageFont.load_default(size=size)
         except TypeError:  # very old Pillow
             font = ImageFont.load_default()
-        for i in range(len(self)):
-            inst = self.instances[i]
-            color = _color(inst) if inst is not None else (160, 160, 160)
-            x1, y1, x2, y2 = (float(v) for v in self.boxes[i])
+        for i, label in enumerate(self.labels):
+            inst = self.instance_name(i)
+            color = _color(inst) if inst is not None else UNKNOWN_COLOR
+            x1, y1, x2, y2 = (float(v) for v in self.boxes.xyxy[i])
             draw.rectangle((x1, y1, x2, y2), outline=color, width=lw)
-            label = f"{self.names[i]} {self.scores[i]:.2f}"
-            tb = draw.textbbox((0, 0), label, font=font)
+            text = f"{label} {self.boxes.score[i]:.2f}"
+            tb = draw.textbbox((0, 0), text, font=font)
             tw, th = tb[2] - tb[0], tb[3] - tb[1]
             ty = y1 - th - 2 * lw if y1 - th - 2 * lw >= 0 else y1
             draw.rectangle((x1, ty, x1 + tw + 2 * lw, ty + th + 2 * lw), fill=color)
-            draw.text((x1 + lw, ty + lw - tb[1]), label, fill=(255, 255, 255), font=font)
+            draw.text((x1 + lw, ty + lw - tb[1]), text, fill=(255, 255, 255), font=font)
         return np.asarray(im)
 
     def save(self, path: str | Path) -> Path:
-        """Write the annotated image atomically (format from the suffix)."""
+        """Write the annotated image atomically (format from the suffix); returns the path."""
         from PIL import Image
 
         from mocha.io import atomic_path
