@@ -45,7 +45,7 @@ def read_image(image: Any, digest: bool = True) -> tuple[np.ndarray, str, str]:
     """(RGB uint8 image, source label, sha256 of the file or pixels; "" unless `digest`) from a path, an array
     or a PIL image. Float arrays in [0, 1] are scaled to 0..255."""
     from mocha.data.images import load_image
-    from mocha.personalize.gallery import file_sha256
+    from mocha.io import file_sha256
 
     if isinstance(image, str | Path):
         path = Path(image)
