@@ -11,7 +11,7 @@ Setups (each built once per session, then copied per block):
 - `workspace` (default): the docs' placeholder names, real files of the tiny world —
   `world/` (`mocha world generate size=tiny`), `world.yaml` and `my.yaml` (that world's dataset YAML),
   `mug1.jpg` `mug2.jpg` `mug3.jpg` (views of one personal mug), `kitchen.jpg` and `photos/` (other personal
-  images), `runs/demo/bundle` = `runs/distill/a/best` (a random-weight bundle over the world's classes whose
+  images), `clip.mp4` (a video of those photos), `runs/demo/bundle` = `runs/distill/a/best` (a random-weight bundle over the world's classes whose
   detector head is made confident, so default thresholds find boxes), `runs/export/a` (its ONNX export).
 - `store`: the workspace plus `store/`, the built-in teacher's embedding store of the tiny world.
 - `checkout`: the repository root itself (read-only commands such as ruff or one test file).
@@ -150,9 +150,20 @@ def _build_workspace(root: Path) -> None:
     for src, dest in zip([*mugs, *others[:4]], named, strict=True):
         # photo-sized (the world renders 112 px), so the docs' example boxes fit inside
         Image.open(src).resize((320, 320), Image.BILINEAR).save(root / dest, quality=95)
+    _write_clip(root / "clip.mp4", [root / n for n in named])
     bundle = _confident_bundle(root / "runs/demo/bundle", data["names"])
     shutil.copytree(bundle, root / "runs/distill/a/best")
     main(["export", f"bundle={bundle}", "format=onnx", f"out={root / 'runs/export/a'}"])
+
+
+def _write_clip(path: Path, frames: list[Path]) -> None:
+    """A short video of the workspace photos (the docs' `clip.mp4`)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5.0, (320, 320))
+    for f in frames:
+        writer.write(cv2.imread(str(f)))
+    writer.release()
 
 
 def _build_store(root: Path) -> None:

@@ -107,7 +107,7 @@ def test_detect_folder_glob_and_video(setup, tmp_path, capsys, monkeypatch):
     assert "gallery=missing.gallery: no such file" in fail(["detect", "gallery=missing.gallery", f"source={imgs}"],
                                                             capsys)
     assert "backend=onnx needs onnx=" in fail(["detect", f"gallery={g}", f"source={imgs}", "backend=onnx"], capsys)
-    assert "backend='tflite'" in fail(["detect", f"gallery={g}", f"source={imgs}", "backend=tflite"], capsys)
+    assert "unknown backend 'tflite'" in fail(["detect", f"gallery={g}", f"source={imgs}", "backend=tflite"], capsys)
     other = make_bundle(tmp_path / "other", seed=1)
     assert "made with bundle" in fail(["detect", f"gallery={g}", f"source={imgs}", f"bundle={other}"], capsys)
 
