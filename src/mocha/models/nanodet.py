@@ -133,7 +133,7 @@ class GFLLevel(nn.Module):
 
 
 class NanoDetStudent(nn.Module):
-    """NanoDet-g detector + its PAN maps for region pooling. Images: (B,3,S,S) RGB in [0,1], S % 32 == 0.
+    """NanoDet-g detector + its PAN maps for region pooling. Images: (B,3,H,W) RGB in [0,1], H, W multiples of 32.
 
     The raw output of `forward` is a list over strides of (class logits, box bins); `decode` turns it into
     (B, N, 4 + C) xyxy boxes and sigmoid scores. Every parameter is trainable.
