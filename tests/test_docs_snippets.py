@@ -11,7 +11,8 @@ Setups (each built once per session, then copied per block):
 - `workspace` (default): the docs' placeholder names, real files of the tiny world —
   `world/` (`mocha world generate size=tiny`), `world.yaml` and `my.yaml` (that world's dataset YAML),
   `mug1.jpg` `mug2.jpg` `mug3.jpg` (views of one personal mug), `kitchen.jpg` and `photos/` (other personal
-  images), `clip.mp4` (a video of those photos), `runs/demo/bundle` = `runs/distill/a/best` (a random-weight bundle over the world's classes whose
+  images), `clip.mp4` (a video of those photos),
+  `runs/demo/bundle` = `runs/distill/a/best` (a random-weight bundle over the world's classes whose
   detector head is made confident, so default thresholds find boxes), `runs/export/a` (its ONNX export).
 - `store`: the workspace plus `store/`, the built-in teacher's embedding store of the tiny world.
 - `checkout`: the repository root itself (read-only commands such as ruff or one test file).

@@ -94,6 +94,8 @@ def test_student_registry_builds_every_architecture():
     assert isinstance(STUDENTS, Registry) and list_students()[0] == "yolov8n"
     dims = {}
     for name in list_students():
+        if name == "nanodet-g":  # ships fixed COCO-80 weights: tests/test_nanodet.py
+            continue
         s = create_student(name, ["a", "b"])
         assert s.names == ["a", "b"] and s.strides == (8, 16, 32)
         dims[name] = s.region_dim

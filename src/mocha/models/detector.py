@@ -2,7 +2,8 @@
 
 All ultralytics calls of the project's student go through this module, so its API churn stays here.
 Checkpoints are one `.safetensors` file whose metadata holds the model YAML and class names; an
-ultralytics `.pt` (e.g. a COCO `yolov8n.pt`) loads too.
+ultralytics `.pt` (e.g. a COCO `yolov8n.pt`) loads too. A NanoDet checkpoint (mocha.models.nanodet, told
+apart by its metadata) loads as a `NanoDetStudent`, which offers the same interface.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from mocha.core.registry import Registry
 from mocha.errors import ConfigError
+from mocha.models import nanodet
 from mocha.models.pooling import pool_regions
 
 DEFAULT_CFG = "yolov8n.yaml"
@@ -54,8 +56,8 @@ class Student(nn.Module):
         return cls(model, names, dict(model.yaml))
 
     @classmethod
-    def load(cls, path: str | Path) -> Student:
-        """Load our `.safetensors` checkpoint, an ultralytics `.pt`, or build from a `*.yaml` model name."""
+    def load(cls, path: str | Path) -> Student | nanodet.NanoDetStudent:
+        """Load our `.safetensors` checkpoint (YOLO or NanoDet), an ultralytics `.pt`, or build from a `*.yaml`."""
         path = Path(path)
         if path.suffix in (".yaml", ".yml") and not path.exists():
             raise ConfigError(f"{path}: a model YAML needs class names; use Student.create(cfg, names)")
@@ -72,6 +74,8 @@ class Student(nn.Module):
             path = inner
         if path.suffix == ".pt":
             return cls._load_ultralytics(path)
+        if nanodet.is_nanodet_checkpoint(path):
+            return nanodet.NanoDetStudent.load(path)
         return cls._load_safetensors(path)
 
     @classmethod
@@ -174,11 +178,14 @@ class Student(nn.Module):
 
 
 
-# Student architectures by name → factory(names) -> Student (random init; stage 1 trains it).
+# Student architectures by name → factory(names) -> student: the YOLOs start from random init (stage 1 trains
+# them); nanodet-g comes with its shipped COCO-80 weights (names must be those 80, or empty).
 STUDENTS: Registry[Any] = Registry("student", option="model")
 for _arch, _about in (("yolov8n", "YOLOv8 nano (3.2 M parameters, the default)"), ("yolov8s", "YOLOv8 small"),
                       ("yolo11n", "YOLO11 nano")):
     STUDENTS.register(_arch, lambda names, _cfg=f"{_arch}.yaml": Student.create(_cfg, names=names), help=_about)
+STUDENTS.register(nanodet.ARCHITECTURE, nanodet.load_shipped,
+                  help="NanoDet-g with real COCO-80 weights (3.8 M parameters, shipped; docs/nanodet.md)")
 
 
 def list_students() -> list[str]:
@@ -186,6 +193,6 @@ def list_students() -> list[str]:
     return STUDENTS.names()
 
 
-def create_student(name: str, names: list[str]) -> Student:
-    """A freshly initialised student of a registered architecture with the given coarse class names."""
+def create_student(name: str, names: list[str]) -> Student | nanodet.NanoDetStudent:
+    """A student of a registered architecture: a fresh YOLO with these coarse names, or the shipped NanoDet-g."""
     return STUDENTS.get(name.removesuffix(".yaml"))(names)
