@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mocha.data.images import check_imgsz
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, read_manifest
 from mocha.models.pooling import pool_level
@@ -90,9 +91,7 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
     from mocha.models.bundle import load_bundle, versions
 
     bundle = load_bundle(bundle_path, device="cpu")
-    imgsz = int(imgsz or default_imgsz(bundle))
-    if imgsz <= 0 or imgsz % 32:
-        raise ConfigError(f"--imgsz must be a positive multiple of 32, got {imgsz}")
+    imgsz = check_imgsz(int(imgsz or default_imgsz(bundle)))
     student, translator = bundle.student.eval(), bundle.translator.eval()
     if len(student.strides) != 3:
         raise ConfigError(f"export expects a 3-level student (P3/P4/P5), got strides {student.strides}")

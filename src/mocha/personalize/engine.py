@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mocha.data.images import check_imgsz
 from mocha.errors import ConfigError
 
 BACKENDS = ("torch", "onnx")
@@ -27,9 +28,7 @@ class TorchEngine:
     def __init__(self, bundle: Any, imgsz: int | None = None) -> None:
         self.bundle = bundle.eval()
         self.names: list[str] = list(bundle.student.names)
-        self.imgsz = int(imgsz or (bundle.config or {}).get("imgsz", 640))
-        if self.imgsz % 32:
-            raise ConfigError(f"imgsz must be a multiple of 32, got {self.imgsz}")
+        self.imgsz = check_imgsz(int(imgsz or (bundle.config or {}).get("imgsz", 640)))
         self.digest: str = bundle.digest
         self.dim = int(bundle.dim)
         self.bundle_path = str(Path(bundle.path).resolve()) if bundle.path else None
