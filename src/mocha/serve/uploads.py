@@ -50,11 +50,11 @@ def decode_image(data: bytes, content_type: str | None, field: str) -> np.ndarra
                                       f"{MAX_PIXELS} pixels accepted")
             im.load()  # full decode: a truncated file fails here
             return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except UnidentifiedImageError:
+    except (UnidentifiedImageError, ImportError):  # ultralytics' patched Image.open tries pi_heif on unknown bytes
         # declared as an image but is not one: a bad request; declared as nothing in particular: wrong type
         raise InputError(400 if ctype.startswith("image/") else 415,
                          f"{field}: not an image file (cannot identify its format)") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise InputError(400, f"{field}: cannot decode the image ({exc})") from None
 
 
