@@ -82,7 +82,7 @@ function drawEnrol() {
     g.lineWidth = 3; g.strokeStyle = "#ff1744";
     g.strokeRect(b[0] * s, b[1] * s, (b[2] - b[0]) * s, (b[3] - b[1]) * s);
   }
-  $("enroll-box").textContent = enrol.box ? `your box: ${enrol.box.map(Math.round).join(", ")}`
+  $("enroll-box").textContent = enrol.box ? `your box: ${enrol.box.join(", ")}`
     : "no box drawn: the detector's best box";
 }
 
