@@ -1,7 +1,8 @@
 """`mocha bench serve`: `POST /detect` through `mocha serve` on loopback vs `Personalizer.detect` called directly.
 
-One `mocha serve` process (uvicorn, one worker, torch threads = the direct run's), on 127.0.0.1 only. The same
-JPEG goes to both: the direct call reads it from disk (`p.detect(path)`), the client uploads its bytes.
+One `mocha serve` process (uvicorn, one worker) on 127.0.0.1 only, and one clean process calling
+`p.detect(path)` directly, with the same thread count. The same JPEG goes to both: the direct call reads it
+from disk, the client uploads its bytes.
 1 client: direct and server calls alternate one at a time (load from other users hits both alike), median of
 each → `serve_overhead` = server p50 / direct p50 − 1 (target ≤ 0.15). Then N clients (8; bounded count) send
 detect requests for a fixed time while one more client enrols a new instance about every second: throughput,
@@ -80,6 +81,59 @@ def prepare(work: Path, bundle: Path | None) -> Setup:
     return Setup(gallery, query, conf, max_det, imgsz, note)
 
 
+def _env(threads: int) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+class Direct:
+    """`Personalizer.detect` in its own clean process (as the server runs in its own), timed one call at a time."""
+
+    def __init__(self, setup: Setup, threads: int) -> None:
+        cmd = [sys.executable, "-m", "mocha.serve.bench", str(setup.gallery), str(setup.query), str(threads),
+               repr(setup.conf), str(setup.max_det)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=_env(threads))
+        self._line("ready")
+
+    def _line(self, want: str = "") -> str:
+        line = self.proc.stdout.readline()
+        if not line or (want and line.strip() != want):
+            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
+            raise RuntimeError(f"direct worker failed: {line.strip()!r}\n{err[-3000:]}")
+        return line
+
+    def time(self) -> tuple[float, int]:
+        """(ms, boxes) of one `p.detect(query)`."""
+        self.proc.stdin.write("time\n")
+        self.proc.stdin.flush()
+        ms, boxes = self._line().split()
+        return float(ms), int(boxes)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _direct_worker(gallery: str, query: str, threads: str, conf: str, max_det: str) -> None:
+    from mocha.personalize.personalizer import Personalizer
+
+    with Personalizer.load(gallery=gallery, threads=int(threads), device="cpu", conf=float(conf),
+                           max_det=int(max_det)) as p:
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() != "time":
+                break
+            t0 = time.perf_counter()
+            n = len(p.detect(query))
+            print(f"{(time.perf_counter() - t0) * 1e3:.4f} {n}", flush=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,7 +149,7 @@ def server(setup: Setup, threads: int, timeout: float = 180.0) -> Iterator[str]:
     cmd = [sys.executable, "-m", "mocha.cli", "serve", f"gallery={setup.gallery}", "host=127.0.0.1", f"port={port}",
            f"conf={setup.conf}", f"max_det={setup.max_det}", f"threads={threads}", "device=cpu"]
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(threads))
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -129,35 +183,36 @@ def measure(setup: Setup, threads: int = 2, single: int = 40, warmup: int = 3, c
     """The numbers of the benchmark (see the module docstring) as a dict of rows and summary."""
     import httpx
 
-    from mocha.personalize.personalizer import Personalizer
-
     clients = max(1, min(int(clients), MAX_CLIENTS))
     data = setup.query.read_bytes()
     files = {"image": (setup.query.name, data, "image/jpeg")}
     direct_ms: list[float] = []
     served_ms: list[float] = []
-    with server(setup, threads) as url, httpx.Client(base_url=url, timeout=120) as c, \
-            Personalizer.load(gallery=setup.gallery, threads=threads, device="cpu", conf=setup.conf,
-                              max_det=setup.max_det) as p:
-        boxes = None
-        for i in range(warmup + single):  # alternate: one direct call, one request
-            t0 = time.perf_counter()
-            r_direct = p.detect(setup.query)
-            t1 = time.perf_counter()
-            resp = c.post("/detect", files=files)
-            t2 = time.perf_counter()
-            resp.raise_for_status()
-            boxes = len(resp.json()["detections"])
-            if boxes != len(r_direct):
-                raise RuntimeError(f"server found {boxes} boxes, the direct call {len(r_direct)}")
-            if i >= warmup:
-                direct_ms.append((t1 - t0) * 1e3)
-                served_ms.append((t2 - t1) * 1e3)
-        before = len(c.get("/instances").json()["instances"])
-        h, w = r_direct.orig_shape
-        box = [round(w * 0.1), round(h * 0.15), round(w * 0.5), round(h * 0.75)]  # inside any image
-        load = _load(url, files, data, setup.query.name, box, clients, seconds)
-        after = len(c.get("/instances").json()["instances"])
+    direct = Direct(setup, threads)
+    try:
+        with server(setup, threads) as url, httpx.Client(base_url=url, timeout=120) as c:
+            boxes = None
+            for i in range(warmup + single):  # alternate: one direct call, one request, never both at once
+                ms, n_direct = direct.time()
+                t0 = time.perf_counter()
+                resp = c.post("/detect", files=files)
+                t1 = time.perf_counter()
+                resp.raise_for_status()
+                answer = resp.json()
+                boxes = len(answer["detections"])
+                if boxes != n_direct:
+                    raise RuntimeError(f"server found {boxes} boxes, the direct call {n_direct}")
+                if i >= warmup:
+                    direct_ms.append(ms)
+                    served_ms.append((t1 - t0) * 1e3)
+            direct.close()  # its cores are the server's during the load phase
+            before = len(c.get("/instances").json()["instances"])
+            h, w = answer["height"], answer["width"]
+            box = [round(w * 0.1), round(h * 0.15), round(w * 0.5), round(h * 0.75)]  # inside any image
+            load = _load(url, files, data, setup.query.name, box, clients, seconds)
+            after = len(c.get("/instances").json()["instances"])
+    finally:
+        direct.close()
     lost = before + load["enrolled"] - after
     d50, s50 = statistics.median(direct_ms), statistics.median(served_ms)
     rows = [
@@ -262,3 +317,7 @@ def run(out_dir: Path, quick: bool = False) -> BenchResult:
         notes += " First errors: " + " | ".join(res["error_samples"])
     return BenchResult("serve", res["rows"], res["summary"], notes=notes,
                        targets={"serve_overhead": "<= 0.15", "errors": "<= 0", "lost_enrolments": "<= 0"})
+
+
+if __name__ == "__main__":
+    _direct_worker(*sys.argv[1:])
