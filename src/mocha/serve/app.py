@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from mocha.errors import MochaError
 from mocha.serve.limits import DEFAULT_MAX_UPLOAD_BYTES, BodyLimit
 from mocha.serve.thumbnails import from_supports, thumbnail
-from mocha.serve.uploads import InputError, clean_name, decode_image, parse_boxes, upload_label
+from mocha.serve.uploads import InputError, clean_name, decode_image, normal_name, parse_boxes, upload_label
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -127,7 +127,7 @@ def create_app(personalizer: Any, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYT
     @app.delete("/instances/{name}", summary="Remove an instance")
     def remove(name: str) -> dict[str, Any]:
         """Forget the instance (nothing is retrained). 404 when no instance has that name."""
-        clean = " ".join(name.split())
+        clean = normal_name(name)
         with svc.lock:
             if clean not in svc.p.gallery:
                 raise InputError(404, f"name: no instance {clean!r}; enrolled: "

@@ -58,10 +58,15 @@ def decode_image(data: bytes, content_type: str | None, field: str) -> np.ndarra
         raise InputError(400, f"{field}: cannot decode the image ({exc})") from None
 
 
+def normal_name(name: str | None) -> str:
+    """The stored form of a name: Unicode NFC, surrounding blanks removed, inner runs of blanks one space."""
+    return " ".join(unicodedata.normalize("NFC", name or "").split())
+
+
 def clean_name(name: str | None) -> str:
     """An instance name as stored: Unicode NFC, surrounding blanks removed, inner runs of blanks made one space.
     400 when empty, longer than MAX_NAME_CHARS, or holding a slash, a backslash or a control character."""
-    text = " ".join(unicodedata.normalize("NFC", name or "").split())
+    text = normal_name(name)
     if not text:
         raise InputError(400, "name: the instance name is empty")
     if len(text) > MAX_NAME_CHARS:
