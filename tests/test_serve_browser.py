@@ -8,6 +8,7 @@ extra). Without them the test fails saying so; MOCHA_SKIP_BROWSER=1 skips it ins
 from __future__ import annotations
 
 import base64
+import colorsys
 import io
 import os
 import re
@@ -26,7 +27,8 @@ pytestmark = pytest.mark.slow
 
 # as root in a container, on a machine whose network is closed (see docs/serve.md)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]  # a fake webcam, allowed
 
 
 def chromium_or_fail() -> str:
@@ -47,6 +49,14 @@ def chromium_or_fail() -> str:
 def canvas_pixels(page, selector: str) -> np.ndarray:
     url = page.eval_on_selector(selector, "c => c.toDataURL('image/png')")
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+
+
+def page_colour(name: str) -> np.ndarray:
+    """The RGB colour app.js gives an instance name: hsl(hash % 360, 80%, 45%)."""
+    h = 0
+    for ch in name:
+        h = (h * 31 + ord(ch)) % 2**32
+    return np.array(colorsys.hls_to_rgb((h % 360) / 360, 0.45, 0.8)) * 255
 
 
 def test_page_enrol_by_drawing_then_detect(tmp_path):
@@ -104,15 +114,41 @@ def test_page_enrol_by_drawing_then_detect(tmp_path):
         assert result.shape == (180, 240, 3)
         named = [d for d in p.detect(scene(0)).to_json()["detections"] if d["instance"] == "my mug"]
         assert named
+        # the named box's left and bottom edges are stroked in the instance's colour (labels sit above boxes)
         x1, y1, x2, y2 = (int(round(v)) for v in named[0]["box"])
-        edge = result[min(max(y1, 1), 178), x1 + 1: max(x2 - 1, x1 + 2)]  # the box's top edge, in the page's pixels
-        photo_edge = scene(0)[min(max(y1, 1), 178), x1 + 1: max(x2 - 1, x1 + 2)]
-        assert np.abs(edge.astype(int) - photo_edge.astype(int)).mean() > 30
+        col, row = min(max(x1, 0), 239), min(max(y2 - 1, 0), 179)
+        edge = np.concatenate([result[y1 + 20: y2 - 2, col], result[row, x1 + 2: x2 - 2]])
+        assert len(edge) > 20
+        assert (np.abs(edge.astype(int) - page_colour("my mug")).max(1) < 40).mean() > 0.9
         page.screenshot(path=str(tmp_path / "serve.png"), full_page=True)
         if os.environ.get("MOCHA_SCREENSHOT"):
             page.screenshot(path=os.environ["MOCHA_SCREENSHOT"], full_page=True)
 
-        # remove it from the page
+        # a photo dropped on the drop area (a real drop event carrying a File)
+        page.evaluate("""async (b64) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+            document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true }));
+        }""", base64.b64encode(photos[1].read_bytes()).decode())
+        expect(page.locator('figure.result[data-source="dropped.png"]')).to_have_count(1)
+
+        # no box drawn: the detector's best box, and the page says so
+        page.set_input_files("#enroll-file", str(photos[2]))
+        expect(page.locator("#enroll-box")).to_contain_text("no box drawn")
+        page.fill("#enroll-name", "ball thing")
+        page.select_option("#enroll-coarse", "ball")
+        page.click("#enroll-btn")
+        expect(page.locator("#enroll-msg")).to_contain_text('enrolled "ball thing" (ball, 1 shot(s)) with the detector')
+        expect(page.locator('#instances li[data-name="ball thing"]')).to_have_count(1)
+
+        # a webcam snapshot (Chromium's fake camera) goes to detection
+        page.click("#detect-webcam")
+        expect(page.locator('figure.result[data-source^="webcam-"]')).to_have_count(1)
+
+        # remove from the page
+        page.locator('#instances li[data-name="ball thing"] button.remove').click()
+        expect(page.locator('#instances li[data-name="ball thing"]')).to_have_count(0)
         item.locator("button.remove").click()
         expect(page.locator("#instances")).to_contain_text("nothing enrolled yet")
         assert errors == []
