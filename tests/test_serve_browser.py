@@ -151,6 +151,11 @@ def test_page_enrol_by_drawing_then_detect(tmp_path):
         expect(page.locator('#instances li[data-name="ball thing"]')).to_have_count(0)
         item.locator("button.remove").click()
         expect(page.locator("#instances")).to_contain_text("nothing enrolled yet")
+        # the API reference, rendered in the page from /openapi.json
+        page.goto(f"{url}/docs")
+        expect(page.locator("#ops")).to_contain_text("POST /detect — Detect and name")
+        expect(page.locator("#ops")).to_contain_text("DELETE /instances/{name}")
+        expect(page.locator("#ops")).to_contain_text("boxes (form, string | null)")
         assert errors == []
         browser.close()
     assert len(p.gallery) == 0
