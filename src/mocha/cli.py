@@ -42,6 +42,7 @@ VERB_MODULES = [
     "mocha.evaluate.cli",
     "mocha.personalize.cli",
     "mocha.export.cli",
+    "mocha.serve.cli",
     "mocha.demo.cli",
 ]
 

@@ -20,10 +20,10 @@ def check_box(box: Sequence[float], w: int, h: int, source: str) -> np.ndarray:
         raise DataError(f"{source}: box must be 4 numbers x1,y1,x2,y2, got {box!r}") from None
     x1, y1, x2, y2 = b
     if not np.isfinite(b).all() or x2 <= x1 or y2 <= y1:
-        raise DataError(f"{source}: box {list(b)} is empty or not x1<x2, y1<y2")
+        raise DataError(f"{source}: box {b.tolist()} is empty or not x1<x2, y1<y2")
     t = BOX_TOLERANCE
     if x1 < -t or y1 < -t or x2 > w + t or y2 > h + t:
-        raise DataError(f"{source}: box {list(b)} lies outside the {w}×{h} image")
+        raise DataError(f"{source}: box {b.tolist()} lies outside the {w}×{h} image")
     return b.clip(0, [w, h, w, h]).astype(np.float32)
 
 
