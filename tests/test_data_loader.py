@@ -117,3 +117,12 @@ def test_dataset_raises_naming_a_corrupt_file(tmp_path):
         DetectionDataset(recs, 64)[0]
     with pytest.raises(ConfigError, match="multiple of 32"):
         DetectionDataset(recs, 100)
+
+
+def test_non_image_bytes_are_a_data_error_even_after_ultralytics_is_imported(tmp_path):
+    import ultralytics  # noqa: F401 — it patches PIL.Image.open to try pi_heif on unknown bytes
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("hello, not an image\n")
+    with pytest.raises(DataError, match=r"notes\.jpg: unreadable or corrupt image"):
+        load_image(bad)

@@ -17,7 +17,9 @@ from mocha.errors import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 PAD_VALUE = 114  # ultralytics' letterbox grey
 _EXIF_ORIENTATION = 0x0112
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+# ImportError: once ultralytics is imported, its patched Image.open tries pi_heif on bytes PIL does not know
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+                  ImportError)
 
 
 def _corrupt(path: Path, exc: BaseException | str) -> DataError:
