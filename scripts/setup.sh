@@ -17,7 +17,3 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps -e ".[dev]"
   echo "$want" > "$stamp"
 fi
-# the browser test (tests/test_serve_browser.py) drives Debian's Chromium; install it where apt is there (CI: root)
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "setup: could not install chromium" >&2
-fi
