@@ -20,6 +20,7 @@ BENCHMARKS.register("extract", "mocha.teacher.bench:run", help="teacher extracti
 BENCHMARKS.register("episodes", "mocha.evaluate.bench:run_episodes", help="100 vs 1 episode evaluation cost")
 BENCHMARKS.register("prototypes", "mocha.evaluate.bench:run_prototypes", help="prototype matching, 1000 instances")
 BENCHMARKS.register("latency", "mocha.personalize.bench:run", help="plain vs personalized detection, torch vs ONNX")
+BENCHMARKS.register("track", "mocha.track.bench:run", help="per-frame vs track-level identity on generated clips")
 
 
 def list_benchmarks() -> list[str]:
