@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mocha.core.config import Config, option
-from mocha.errors import ConfigError
+from mocha.errors import ConfigError, DataError
 from mocha.personalize.engine import BACKENDS
 from mocha.track.run import MODES
 from mocha.track.tracker import list_trackers
@@ -60,6 +60,7 @@ class TrackConfig(Config):
 
 def track(cfg: TrackConfig) -> Path:
     """`mocha track` as a function; returns the run folder."""
+    import itertools
     import time
 
     from mocha.core.progress import progress
@@ -72,13 +73,16 @@ def track(cfg: TrackConfig) -> Path:
     with Personalizer.load(model, cfg.gallery, backend=cfg.backend, device=cfg.device or None, conf=cfg.conf,
                            iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity) as p:
         frames = p.track(source, stream=True, tracker=cfg.tracker, identity=cfg.identity)
+        t0 = time.perf_counter()
+        first = next(frames, None)  # an undecodable video or an absent webcam fails here, before a run folder
+        if first is None:
+            raise DataError(f"source={cfg.source}: no frames")
         out = run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
         writer = TrackRunWriter(out, cfg, p)
         total = len(source)
         bar = progress(total=total or None, desc=f"track ({cfg.tracker})", unit="frame", enable=cfg.progress)
-        t0 = time.perf_counter()
         try:
-            for r in frames:
+            for r in itertools.chain([first], frames):
                 writer.add(r)
                 bar.update()
         except BaseException:
