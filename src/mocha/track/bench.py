@@ -130,18 +130,28 @@ def detect_clips(p: Any, world: Any) -> tuple[dict[str, list[Any]], float, int]:
     """Every clip's per-frame Detections (columns: p.gallery_ids) and the total detection seconds."""
     import torch
 
+    from mocha.core.progress import progress
+
     dets: dict[str, list[Any]] = {}
     seconds, frames = 0.0, 0
+    bar = progress(total=sum(c.frames for c in world.clips), desc="detect", unit="frame")
     with torch.inference_mode():
         for clip in world.clips:
             out = []
-            for img in clip.read_frames():
+            for img in bar_frames(clip, bar):
                 t0 = time.perf_counter()
                 out.append(p.detections(img))
                 seconds += time.perf_counter() - t0
             dets[clip.name] = out
             frames += len(out)
+    bar.close()
     return dets, seconds, frames
+
+
+def bar_frames(clip: Any, bar: Any) -> Any:
+    for img in clip.read_frames():
+        yield img
+        bar.update()
 
 
 def replay(dets: dict[str, list[Any]]) -> Any:

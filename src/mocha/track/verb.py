@@ -46,6 +46,8 @@ class TrackConfig(Config):
     max_det: int = option(300, help="max boxes per frame", ge=1)
     min_similarity: float | None = option(None, help="open-set threshold: a track must be more similar than this "
                                           "to be named", ge=-1, le=1, default_text="the gallery's, else 0.0")
+    imgsz: int | None = option(None, help="inference size (enroll at the same size)", ge=32, multiple_of=32,
+                               default_text="the bundle's")
     backend: str = option("torch", help="torch | onnx", choices=BACKENDS)
     onnx: Path | None = option(None, help="ONNX export folder for backend=onnx (`mocha export`)", exists=True)
     bundle: Path | None = option(None, help="bundle folder", exists=True, default_text="the one the gallery records")
@@ -71,7 +73,7 @@ def track(cfg: TrackConfig) -> Path:
     source = Source(cfg.source)  # missing files fail before the model loads or a run folder appears
     model = cfg.onnx if cfg.backend == "onnx" else cfg.bundle
     with Personalizer.load(model, cfg.gallery, backend=cfg.backend, device=cfg.device or None, conf=cfg.conf,
-                           iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity) as p:
+                           iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity, imgsz=cfg.imgsz) as p:
         frames = p.track(source, stream=True, tracker=cfg.tracker, identity=cfg.identity)
         t0 = time.perf_counter()
         first = next(frames, None)  # an undecodable video or an absent webcam fails here, before a run folder
