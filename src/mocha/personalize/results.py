@@ -240,8 +240,9 @@ class Results:
             tb = draw.textbbox((0, 0), text, font=font)
             tw, th = tb[2] - tb[0], tb[3] - tb[1]
             ty = y1 - th - 2 * lw if y1 - th - 2 * lw >= 0 else y1
-            draw.rectangle((x1, ty, x1 + tw + 2 * lw, ty + th + 2 * lw), fill=color)
-            draw.text((x1 + lw, ty + lw - tb[1]), text, fill=(255, 255, 255), font=font)
+            tx = max(0.0, min(x1, w - tw - 2 * lw))  # keep the label inside the image at the right edge
+            draw.rectangle((tx, ty, tx + tw + 2 * lw, ty + th + 2 * lw), fill=color)
+            draw.text((tx + lw, ty + lw - tb[1]), text, fill=(255, 255, 255), font=font)
         return np.asarray(im)
 
     def save(self, path: str | Path) -> Path:
