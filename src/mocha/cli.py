@@ -41,6 +41,7 @@ VERB_MODULES = [
     "mocha.distill.cli",
     "mocha.evaluate.cli",
     "mocha.personalize.cli",
+    "mocha.track.cli",
     "mocha.export.cli",
     "mocha.serve.cli",
     "mocha.demo.cli",

@@ -21,6 +21,7 @@ BENCHMARKS.register("episodes", "mocha.evaluate.bench:run_episodes", help="100 v
 BENCHMARKS.register("prototypes", "mocha.evaluate.bench:run_prototypes", help="prototype matching, 1000 instances")
 BENCHMARKS.register("latency", "mocha.personalize.bench:run", help="plain vs personalized detection, torch vs ONNX")
 BENCHMARKS.register("serve", "mocha.serve.bench:run", help="REST detect latency vs Personalizer, 1 and 8 clients")
+BENCHMARKS.register("track", "mocha.track.bench:run", help="per-frame vs track-level identity on generated clips")
 
 
 def list_benchmarks() -> list[str]:

@@ -4,19 +4,22 @@
     p.enroll("my mug", ["mug1.jpg", "mug2.jpg"], boxes=[[10, 20, 200, 220], None])
     r = p.detect("kitchen.jpg")                 # one image → Results (mocha.personalize.results)
     for r in p("photos/", stream=True): ...     # an image, a list, a folder, a glob or a video
+    for r in p.track("clip.mp4", stream=True): r.boxes.id   # tracked: one identity per track (docs/track.md)
 
 Student and translator stay frozen: enrolling stores support embeddings and a prototype in the gallery,
 nothing is retrained. A detected box is compared with the prototypes of its coarse class (conditional
 learner, SPEC); its cosine similarity to the chosen prototype is the open-set signal: below
 `min_similarity` it is reported as `unknown <coarse>` (instance id -1). The instance score maps similarity
 to a probability with a logistic calibration (`calibration = {"slope", "center"}`, fitted by `mocha gallery tune`).
+Tracking reuses the same threshold: `min_similarity` is the identity rule's "not enrolled" option (`none_sim`).
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +88,7 @@ class Personalizer:
             self.learner.add(rec.name, rec.coarse, np.stack([s.embedding for s in rec.supports]))
             self._ids[rec.name] = rec.id
         self._protos: np.ndarray | None = None
+        self._by_id: tuple[list[int], np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def load(
@@ -150,7 +154,7 @@ class Personalizer:
         if name in self.learner:  # absent when another process enrolled it after we loaded
             self.learner.remove(name)
         self._ids.pop(name, None)
-        self._protos = None
+        self._protos = self._by_id = None
 
     def coarse_id(self, coarse: int | str) -> int:
         """Coarse class id from an id or a name of the detector's vocabulary."""
@@ -230,7 +234,7 @@ class Personalizer:
         self.gallery.add(name, want, self.names[want], supports, append=append)
         self.learner.add(name, want, np.stack([s.embedding for s in supports]))
         self._ids[name] = next(r.id for r in self.gallery.instances() if r.name == name)
-        self._protos = None
+        self._protos = self._by_id = None
         return EnrollReport(name, self.names[want], [{k: v for k, v in s.items() if k != "embedding"} for s in shots])
 
     # ------------------------------------------------------------------ detection
@@ -238,6 +242,33 @@ class Personalizer:
         if self._protos is None:
             self._protos = unit_prototypes(self.learner, self.engine.dim)
         return self._protos
+
+    @property
+    def gallery_ids(self) -> list[int]:
+        """The enrolled instances' gallery ids, increasing: the column order of `Results.similarities`."""
+        return sorted(self._ids.values())
+
+    def _gallery_matrix(self) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """(gallery ids, their unit prototypes (K, dim), their coarse ids (K,)), cached until the gallery changes."""
+        if self._by_id is None:
+            order = self.learner.instances()  # names, in prototype order
+            row = {self._ids[name]: j for j, name in enumerate(order)}
+            ids = self.gallery_ids
+            protos = self._prototypes()[[row[i] for i in ids]] if ids else np.zeros((0, self.engine.dim), np.float32)
+            coarse = np.array([self.learner.coarse_of(order[row[i]]) for i in ids], np.int64)
+            self._by_id = (ids, protos, coarse)
+        return self._by_id
+
+    def similarities(self, embeddings: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+        """(n, K) cosine similarity of each box to every enrolled instance (columns: `gallery_ids`); -1 where the
+        instance is of another coarse class than the box (the conditional learner never names it)."""
+        ids, protos, inst_coarse = self._gallery_matrix()
+        e = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1) if len(embeddings) else \
+            np.zeros((0, protos.shape[1]), np.float32)
+        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        sim = e @ protos.T
+        sim[np.asarray(coarse, np.int64)[:, None] != inst_coarse[None, :]] = -1.0
+        return sim.astype(np.float32)
 
     def identify(self, embeddings: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest instance index (into learner.instances(); -1 none) and cosine similarity (NaN none) per box."""
@@ -289,7 +320,86 @@ class Personalizer:
             conf=det, cls=coarse, instance=instance, similarity=sim.astype(np.float32), instance_conf=inst_conf,
             score=np.where(known, det * inst_conf, det).astype(np.float32), orig_shape=(int(h), int(w)),
         )
+        sims = self.similarities(embs, coarse)
         speed = dict(speed or {})
         speed["postprocess"] = (time.perf_counter() - t0) * 1e3
         return Results(orig_img=img, boxes=boxes, names=dict(enumerate(self.names)),
-                       instances={i: n for n, i in self._ids.items()}, path=path, frame=frame, speed=speed)
+                       instances={i: n for n, i in self._ids.items()}, path=path, frame=frame, speed=speed,
+                       similarities=sims, gallery_ids=tuple(self.gallery_ids))
+
+    # ------------------------------------------------------------------ tracking
+    def detections(self, image: Any, conf: float | None = None) -> Any:
+        """One image's tracker input (`mocha.track.frames.Detections`): boxes, confidences, coarse ids and the
+        (n, K) similarities to every enrolled instance in `gallery_ids` order, before any threshold."""
+        return self.detect(image, conf=conf).to_detections()
+
+    def identity_params(self, **overrides: Any) -> Any:
+        """The track identity rule's settings (`mocha.track.identity.IdentityParams`) with this Personalizer's
+        open-set threshold as the "not enrolled" similarity `none_sim`: one threshold for detect and track."""
+        from mocha.track.identity import IdentityParams
+
+        return IdentityParams(**{"none_sim": self.min_similarity, **overrides})
+
+    def track(self, source: Any, stream: bool = False, tracker: str = "bytetrack", identity: str = "track",
+              conf: float | None = None, min_similarity: float | None = None, params: Any = None
+              ) -> list[Results] | Iterator[Results]:
+        """Follow enrolled instances through a video (file), a folder of frames (sorted) or a webcam (`0`).
+
+        Yields one Results per frame whose `boxes.id` are track ids (ultralytics' ByteTrack / BoT-SORT over our
+        detections) and whose `boxes.instance` is the track's identity, decided from all of its frames
+        (mocha.track.identity; `unknown <coarse>` until the evidence is enough). As in ultralytics, only boxes
+        in a confirmed track are shown. `identity="frame"` is the per-frame baseline (no tracker, every box
+        named on its own, `boxes.id` None). `params`: IdentityParams (default `identity_params()`). The tracker
+        restarts with every video of the source. A list, or with stream=True a generator."""
+        from mocha.track.run import MODES
+        from mocha.track.tracker import TRACKERS
+
+        TRACKERS.get(tracker)  # bad names fail here, before any frame is read
+        if identity not in MODES:
+            raise ConfigError(f"identity={identity}: unknown mode; choose one of {', '.join(MODES)}")
+        thr = self.min_similarity if min_similarity is None else float(min_similarity)
+        params = params if params is not None else self.identity_params(none_sim=thr)
+        gen = self._track(Source(source), tracker, identity, conf, thr, params)
+        return gen if stream else list(gen)
+
+    def _track(self, frames: Source, tracker: str, identity: str, conf: float | None, thr: float, params: Any
+               ) -> Iterator[Results]:
+        from mocha.track.run import track_stream
+
+        ids = self.gallery_ids
+        by_id = {i: n for n, i in self._ids.items()}
+        names = [by_id[i] for i in ids]
+        now: dict[str, Any] = {}
+
+        def images(group: Iterator[Frame]) -> Iterator[np.ndarray]:
+            for f in group:
+                now["frame"] = f
+                yield f.image
+
+        def detect_fn(image: np.ndarray, i: int) -> Any:
+            now["results"] = self._detect_frame(now["frame"], conf, thr)
+            return now["results"].to_detections()
+
+        def stream_key(f: Frame) -> Any:  # one tracker per video; stills (a frames folder) form one stream
+            return f.path if f.frame is not None else None
+
+        for _, group in itertools.groupby(frames, key=stream_key):
+            for fr in track_stream(images(group), detect_fn, names, self.names, tracker, identity, params):
+                yield self._tracked(now["results"], fr, ids, identity == "track")
+
+    def _tracked(self, r: Results, fr: Any, ids: list[int], with_ids: bool) -> Results:
+        """The frame's Results restricted to the shown boxes, named by the track identity."""
+        sub = r[fr.index]
+        k = np.asarray(fr.instance, np.int64)
+        named = k >= 0
+        n = len(sub)
+        sims = sub.similarities if sub.similarities is not None else np.zeros((n, len(ids)), np.float32)
+        sim = np.where(named, sims[np.arange(n), np.clip(k, 0, None)] if sims.shape[1] else 0.0,
+                       sub.boxes.similarity).astype(np.float32)
+        inst_conf = np.where(named, calibrated(sim, self.calibration), 0.0).astype(np.float32)
+        b = sub.boxes
+        boxes = replace(b, instance=np.array([ids[j] if j >= 0 else -1 for j in k.tolist()], np.int64),
+                        similarity=sim, instance_conf=inst_conf,
+                        score=np.where(named, b.conf * inst_conf, b.conf).astype(np.float32),
+                        id=np.asarray(fr.track_id, np.int64) if with_ids else None)
+        return replace(sub, boxes=boxes)

@@ -6,6 +6,8 @@
     r.instances[int(r.boxes.instance[0])]   # instance id → instance name (-1: unknown)
     r[r.boxes.known]                        # a Results with the named boxes only
     r.labels, r.plot(), r.save("out.jpg"), r.to_json(), r.to_supervision()
+    r.to_detections()                       # the tracker's input (mocha.track.frames.Detections)
+    for r in p.track("video.mp4", stream=True): r.boxes.id    # track ids (None when not tracked)
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class Boxes:
     or -1 (open set: no enrolled instance is similar enough, or none of that class); `similarity`: cosine to
     the nearest prototype of the box's class (NaN: no candidate); `instance_conf`: calibrated probability
     that the instance is right (0 for unknowns); `score` = conf × instance_conf for named boxes, conf for
-    unknowns (the strict protocol's ranking score).
+    unknowns (the strict protocol's ranking score); `id`: track id per box when the boxes come from
+    `Personalizer.track` (None otherwise, as ultralytics' `boxes.id`).
     """
 
     xyxy: np.ndarray
@@ -40,6 +43,7 @@ class Boxes:
     instance_conf: np.ndarray
     score: np.ndarray
     orig_shape: tuple[int, int]  # (height, width)
+    id: np.ndarray | None = None  # (n,) track ids; None when not tracked
 
     @classmethod
     def empty(cls, orig_shape: tuple[int, int]) -> Boxes:
@@ -53,7 +57,13 @@ class Boxes:
         """Rows by an int (kept 2-D), a slice, an index array or a boolean mask."""
         if isinstance(index, int | np.integer):
             index = [int(index)]
-        return replace(self, **{k: getattr(self, k)[index] for k in _ROWS})
+        rows = {k: getattr(self, k)[index] for k in _ROWS}
+        return replace(self, **rows, id=None if self.id is None else self.id[index])
+
+    @property
+    def is_track(self) -> bool:
+        """True when the boxes carry track ids (`Personalizer.track`)."""
+        return self.id is not None
 
     @property
     def known(self) -> np.ndarray:
@@ -88,7 +98,10 @@ class Results:
     `names`: coarse id → coarse name (the detector's vocabulary, as ultralytics' `names`); `instances`:
     instance id → instance name (the gallery's enrolled instances when detected); `orig_img`: the RGB uint8
     image; `speed`: milliseconds per stage (preprocess, inference, embed, postprocess); `path`: the source
-    file (None for arrays); `frame`: index inside a video (None for stills).
+    file (None for arrays); `frame`: index inside a video (None for stills). `similarities`: (n, K) cosine
+    similarity of every box to every enrolled instance, columns in `gallery_ids` order (the gallery's instance
+    ids, increasing), -1 for instances of another coarse class (the conditional learner never names those):
+    the raw evidence before any threshold, which the tracker's identity rule accumulates.
     """
 
     orig_img: np.ndarray
@@ -98,6 +111,8 @@ class Results:
     path: str | None = None
     frame: int | None = None
     speed: dict[str, float] = field(default_factory=dict)
+    similarities: np.ndarray | None = None
+    gallery_ids: tuple[int, ...] = ()
 
     @property
     def orig_shape(self) -> tuple[int, int]:
@@ -115,7 +130,19 @@ class Results:
 
     def __getitem__(self, index: Any) -> Results:
         """The same image with a subset of boxes: `r[0]`, `r[:3]`, `r[r.boxes.known]`, `r[r.boxes.conf > .5]`."""
-        return replace(self, boxes=self.boxes[index])
+        sims = self.similarities
+        if sims is not None:
+            sims = sims[[int(index)] if isinstance(index, int | np.integer) else index]
+        return replace(self, boxes=self.boxes[index], similarities=sims)
+
+    def to_detections(self) -> Any:
+        """The tracking pipeline's per-frame input (`mocha.track.frames.Detections`): boxes in original pixels,
+        detector confidence, coarse class and the (n, K) similarities in `gallery_ids` order."""
+        from mocha.track.frames import Detections
+
+        b = self.boxes
+        sims = self.similarities if self.similarities is not None else np.zeros((len(b), len(self.gallery_ids)))
+        return Detections(b.xyxy, b.conf, b.cls, sims)
 
     def coarse_name(self, i: int) -> str:
         c = int(self.boxes.cls[i])
@@ -155,6 +182,7 @@ class Results:
                     "similarity": num(b.similarity[i]),
                     "instance_score": num(b.instance_conf[i]),
                     "score": num(b.score[i]),
+                    **({"track_id": int(b.id[i])} if b.id is not None else {}),
                 }
                 for i, label in enumerate(self.labels)
             ],
@@ -175,6 +203,7 @@ class Results:
             xyxy=np.asarray(b.xyxy, np.float32).reshape(n, 4),
             confidence=np.asarray(b.conf, np.float32),
             class_id=np.asarray(b.cls, int),
+            tracker_id=None if b.id is None else np.asarray(b.id, int),
             data={
                 "class_name": np.array([self.coarse_name(i) for i in range(n)], dtype=str),
                 "instance_id": np.asarray(b.instance, int),
@@ -202,15 +231,18 @@ class Results:
             font = ImageFont.load_default()
         for i, label in enumerate(self.labels):
             inst = self.instance_name(i)
-            color = _color(inst) if inst is not None else UNKNOWN_COLOR
+            color = label_color(inst)
             x1, y1, x2, y2 = (float(v) for v in self.boxes.xyxy[i])
             draw.rectangle((x1, y1, x2, y2), outline=color, width=lw)
             text = f"{label} {self.boxes.score[i]:.2f}"
+            if self.boxes.id is not None:
+                text = f"#{int(self.boxes.id[i])} {text}"
             tb = draw.textbbox((0, 0), text, font=font)
             tw, th = tb[2] - tb[0], tb[3] - tb[1]
             ty = y1 - th - 2 * lw if y1 - th - 2 * lw >= 0 else y1
-            draw.rectangle((x1, ty, x1 + tw + 2 * lw, ty + th + 2 * lw), fill=color)
-            draw.text((x1 + lw, ty + lw - tb[1]), text, fill=(255, 255, 255), font=font)
+            tx = max(0.0, min(x1, w - tw - 2 * lw))  # keep the label inside the image at the right edge
+            draw.rectangle((tx, ty, tx + tw + 2 * lw, ty + th + 2 * lw), fill=color)
+            draw.text((tx + lw, ty + lw - tb[1]), text, fill=(255, 255, 255), font=font)
         return np.asarray(im)
 
     def save(self, path: str | Path) -> Path:
@@ -223,6 +255,11 @@ class Results:
         with atomic_path(path) as tmp:
             Image.fromarray(self.plot()).save(tmp, format=_pil_format(path))
         return path
+
+
+def label_color(instance: str | None) -> tuple[int, int, int]:
+    """The drawing colour of an instance name (stable across runs); grey for unknowns (None)."""
+    return _color(instance) if instance is not None else UNKNOWN_COLOR
 
 
 def _color(name: str) -> tuple[int, int, int]:

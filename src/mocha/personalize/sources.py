@@ -1,7 +1,8 @@
 """The one input pipeline of `Personalizer.predict` and `mocha detect`: whatever the user gives → frames.
 
 A source is one image (path, RGB array or PIL image), a folder (its images and videos, sorted), a glob
-pattern (`photos/*.jpg`), a video file, or a list of any of these. `Source(source)` expands it once (missing
+pattern (`photos/*.jpg`), a video file, a webcam index (`0`, or the text "0" when no such file exists), or a
+list of any of these. `Source(source)` expands it once (missing
 files and empty folders fail here, before any model runs) and iterates `Frame(image, path, frame)` items:
 `frame` is the index inside a video, None for a still image.
 """
@@ -34,6 +35,22 @@ class Frame:
 
 def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def is_webcam(source: Any) -> bool:
+    """A camera index: an int, or digits naming no existing file (`mocha track source=0`)."""
+    if isinstance(source, bool):
+        return False
+    if isinstance(source, int | np.integer):
+        return True
+    return isinstance(source, str) and source.isdigit() and not Path(source).exists()
+
+
+@dataclass(frozen=True)
+class Webcam:
+    """A live camera by index; frames are read until it stops delivering them."""
+
+    index: int
 
 
 def is_image_like(obj: Any) -> bool:
@@ -93,11 +110,14 @@ class Source:
         if isinstance(source, Source):
             self.items = list(source.items)
             return
-        todo = [source] if isinstance(source, str | Path) or is_image_like(source) else list(source)
+        single = isinstance(source, str | Path) or is_image_like(source) or is_webcam(source)
+        todo = [source] if single else list(source)
         if not todo:
             raise DataError("source: nothing to detect on (empty list)")
         for s in todo:
-            if isinstance(s, str | Path):
+            if is_webcam(s):
+                self.items.append(Webcam(int(s)))
+            elif isinstance(s, str | Path):
                 self.items.extend(expand_path(s))
             elif is_image_like(s):
                 self.items.append(s)
@@ -106,12 +126,15 @@ class Source:
                                 "videos, RGB arrays or PIL images")
 
     def __len__(self) -> int:
-        """Number of frames (a video counts its frames, as its container reports them)."""
-        return sum(video_frames(i) if isinstance(i, Path) and is_video(i) else 1 for i in self.items)
+        """Number of frames (a video counts its frames, as its container reports them; a webcam counts 0)."""
+        return sum(video_frames(i) if isinstance(i, Path) and is_video(i) else 0 if isinstance(i, Webcam) else 1
+                   for i in self.items)
 
     def __iter__(self) -> Iterator[Frame]:
         for item in self.items:
-            if isinstance(item, Path) and is_video(item):
+            if isinstance(item, Webcam):
+                yield from read_webcam(item.index)
+            elif isinstance(item, Path) and is_video(item):
                 yield from read_video(item)
             else:
                 img, label, _ = read_image(item, digest=False)
@@ -135,12 +158,34 @@ def read_video(path: Path) -> Iterator[Frame]:
 
     cap = cv2.VideoCapture(str(path))
     try:
-        ok, frame = cap.read() if cap.isOpened() else (False, None)
+        if not cap.isOpened():
+            raise DataError(f"{path}: cannot decode video (opencv cannot open it: not a video, or an unsupported "
+                            "codec)")
+        ok, frame = cap.read()
         if not ok:
-            raise DataError(f"{path}: cannot decode video (no readable frame)")
+            raise DataError(f"{path}: cannot decode video (no readable frame: the video is empty or corrupt)")
         i = 0
         while ok:
             yield Frame(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), str(path), i)
+            i += 1
+            ok, frame = cap.read()
+    finally:
+        cap.release()
+
+
+def read_webcam(index: int) -> Iterator[Frame]:
+    """RGB frames of camera `index` (path label `webcam:<index>`) until it stops; DataError when it cannot be
+    opened or delivers no frame."""
+    import cv2
+
+    cap = cv2.VideoCapture(int(index))
+    try:
+        ok, frame = cap.read() if cap.isOpened() else (False, None)
+        if not ok:
+            raise DataError(f"webcam {index}: cannot open the camera (none attached at this index, or in use)")
+        i = 0
+        while ok:
+            yield Frame(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), f"webcam:{index}", i)
             i += 1
             ok, frame = cap.read()
     finally:

@@ -44,7 +44,8 @@ class Detections:
 @dataclass
 class FrameResult:
     """One frame's output: the shown boxes with their track id (-1 without a tracker), the shown instance
-    (index into `names`, -1 = unknown), the identity evidence margin (nats) and the display label."""
+    (index into `names`, -1 = unknown), the identity evidence margin (nats), the display label and `index`,
+    each shown box's row in the frame's `Detections` (track mode hides boxes in no confirmed track)."""
 
     frame: int  # 0-based frame index
     xyxy: np.ndarray
@@ -54,6 +55,7 @@ class FrameResult:
     instance: np.ndarray
     margin: np.ndarray
     labels: list[str] = field(default_factory=list)
+    index: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.xyxy)

@@ -34,6 +34,7 @@ def track_stream(frames: Iterable[np.ndarray], detect_fn: DetectFn, names: list[
         det = detect_fn(frame, i)
         if det.sim.shape[1] != len(names):
             raise ValueError(f"frame {i}: {det.sim.shape[1]} similarity columns for {len(names)} instance names")
+        keep = np.arange(len(det))
         if trk is None:
             tid = np.full(len(det), -1, np.int64)
             inst, margin = frame_identity(det.sim, params)
@@ -43,7 +44,7 @@ def track_stream(frames: Iterable[np.ndarray], detect_fn: DetectFn, names: list[
             det, tid = det.subset(keep), tid[keep]
             inst, margin = ident.update(i, tid, det.sim)
         labels = [label(int(inst[j]), int(det.cls[j]), names, coarse_names) for j in range(len(det))]
-        yield FrameResult(i, det.xyxy, det.conf, det.cls, tid, inst, margin, labels)
+        yield FrameResult(i, det.xyxy, det.conf, det.cls, tid, inst, margin, labels, keep)
 
 
 def run_clip(frames: Iterable[np.ndarray], detect_fn: DetectFn, names: list[str], coarse_names: list[str],
