@@ -17,16 +17,3 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps -e ".[dev]"
   echo "$want" > "$stamp"
 fi
-# A real test video (issue 17: `mocha track` on vtest.avi, tests/test_track_vtest.py): opencv-doc's pedestrian clip
-# into .mocha-cache/media/ (ignored by git). Optional: skipped with MOCHA_MEDIA=0, without apt, or offline.
-media=.mocha-cache/media
-if [ "${MOCHA_MEDIA:-1}" != "0" ] && [ ! -f "$media/vtest.avi" ] && command -v apt-get >/dev/null 2>&1 \
-   && command -v dpkg >/dev/null 2>&1; then
-  tmp=$(mktemp -d)
-  if (cd "$tmp" && apt-get download -q opencv-doc >/dev/null 2>&1) && dpkg -x "$tmp"/opencv-doc_*.deb "$tmp/x"; then
-    found=$(find "$tmp/x" -name vtest.avi | head -n 1)
-    if [ -n "$found" ]; then mkdir -p "$media" && cp "$found" "$media/vtest.avi"; fi
-  fi
-  rm -rf "$tmp"
-  [ -f "$media/vtest.avi" ] || echo "setup: opencv-doc's vtest.avi not fetched (optional; its test is skipped)" >&2
-fi
