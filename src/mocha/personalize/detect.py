@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mocha.core.config import Config, option
-from mocha.errors import ConfigError
-from mocha.personalize.engine import BACKENDS
+from mocha.core.config import option
+from mocha.personalize.engine import EngineOptions
 
 
 @dataclass(kw_only=True)
-class DetectConfig(Config):
+class DetectConfig(EngineOptions):
     """Detect and name enrolled instances; writes <project>/<name>/ with a JSON per input
     (and annotated images / videos with save)."""
 
@@ -35,16 +34,7 @@ class DetectConfig(Config):
     max_det: int = option(300, help="max boxes per image", ge=1)
     min_similarity: float | None = option(None, help="below this cosine similarity a box is 'unknown <coarse>'",
                                           ge=-1, le=1, default_text="the gallery's, else 0.0")
-    backend: str = option("torch", help="torch | onnx", choices=BACKENDS)
-    onnx: Path | None = option(None, help="ONNX export folder for backend=onnx (`mocha export`)", exists=True)
-    bundle: Path | None = option(None, help="bundle folder", exists=True, default_text="the one the gallery records")
-    device: str = option("", help="'' = CUDA if present else cpu")
     progress: bool = option(True, help="progress bar (a line every few seconds when not on a terminal)")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.backend == "onnx" and self.onnx is None:
-            raise ConfigError("backend=onnx needs onnx=<export folder> (`mocha export bundle=... format=onnx`)")
 
 
 def detect(cfg: DetectConfig) -> Path:
@@ -56,8 +46,7 @@ def detect(cfg: DetectConfig) -> Path:
 
     source = Source(cfg.source)  # missing files fail before the model loads or a run folder appears
     out = run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
-    model = cfg.onnx if cfg.backend == "onnx" else cfg.bundle
-    with Personalizer.load(model, cfg.gallery, backend=cfg.backend, device=cfg.device or None, conf=cfg.conf,
+    with Personalizer.load(cfg.model, cfg.gallery, backend=cfg.backend, device=cfg.device or None, conf=cfg.conf,
                            iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity) as p:
         total = len(source)
         writer = RunWriter(out, cfg.save)

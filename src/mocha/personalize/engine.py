@@ -9,15 +9,37 @@ Engine interface: `names`, `imgsz`, `digest`, `dim`, `bundle_path`, `backend`;
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mocha.core.config import Config, option
 from mocha.data.images import check_imgsz
 from mocha.errors import ConfigError
 
 BACKENDS = ("torch", "onnx")
+
+
+@dataclass(kw_only=True)
+class EngineOptions(Config):
+    """The model options every verb that runs a Personalizer shares (detect, track): which engine, on what."""
+
+    backend: str = option("torch", help="torch | onnx", choices=BACKENDS)
+    onnx: Path | None = option(None, help="ONNX export folder for backend=onnx (`mocha export`)", exists=True)
+    bundle: Path | None = option(None, help="bundle folder", exists=True, default_text="the one the gallery records")
+    device: str = option("", help="'' = CUDA if present else cpu")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.backend == "onnx" and self.onnx is None:
+            raise ConfigError("backend=onnx needs onnx=<export folder> (`mocha export bundle=... format=onnx`)")
+
+    @property
+    def model(self) -> Path | None:
+        """What `Personalizer.load` takes: the ONNX export or the bundle (None: the gallery's bundle)."""
+        return self.onnx if self.backend == "onnx" else self.bundle
 
 
 class TorchEngine:

@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from mocha.core.config import Config, option
-from mocha.errors import ConfigError, DataError
-from mocha.personalize.engine import BACKENDS
+from mocha.core.config import option
+from mocha.errors import DataError
+from mocha.personalize.engine import EngineOptions
 from mocha.track.run import MODES
 from mocha.track.tracker import list_trackers
 
 
 @dataclass(kw_only=True)
-class TrackConfig(Config):
+class TrackConfig(EngineOptions):
     """Track enrolled instances through a video, a folder of frames or a webcam (source=0): one identity per
     track. Writes <project>/<name>/ with a MOT CSV, a per-frame JSON and (save) the annotated video."""
 
@@ -48,16 +48,7 @@ class TrackConfig(Config):
                                           "to be named", ge=-1, le=1, default_text="the gallery's, else 0.0")
     imgsz: int | None = option(None, help="inference size (enroll at the same size)", ge=32, multiple_of=32,
                                default_text="the bundle's")
-    backend: str = option("torch", help="torch | onnx", choices=BACKENDS)
-    onnx: Path | None = option(None, help="ONNX export folder for backend=onnx (`mocha export`)", exists=True)
-    bundle: Path | None = option(None, help="bundle folder", exists=True, default_text="the one the gallery records")
-    device: str = option("", help="'' = CUDA if present else cpu")
     progress: bool = option(True, help="progress in frames/s (a line every few seconds when not on a terminal)")
-
-    def validate(self) -> None:
-        super().validate()
-        if self.backend == "onnx" and self.onnx is None:
-            raise ConfigError("backend=onnx needs onnx=<export folder> (`mocha export bundle=... format=onnx`)")
 
 
 def track(cfg: TrackConfig) -> Path:
@@ -71,8 +62,7 @@ def track(cfg: TrackConfig) -> Path:
     from mocha.personalize.sources import Source
 
     source = Source(cfg.source)  # missing files fail before the model loads or a run folder appears
-    model = cfg.onnx if cfg.backend == "onnx" else cfg.bundle
-    with Personalizer.load(model, cfg.gallery, backend=cfg.backend, device=cfg.device or None, conf=cfg.conf,
+    with Personalizer.load(cfg.model, cfg.gallery, backend=cfg.backend, device=cfg.device or None, conf=cfg.conf,
                            iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity, imgsz=cfg.imgsz) as p:
         frames = p.track(source, stream=True, tracker=cfg.tracker, identity=cfg.identity)
         t0 = time.perf_counter()
