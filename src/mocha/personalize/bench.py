@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from mocha.bench.core import BenchResult
+from mocha.bench.worker import TimedWorker
 
 IMGSZ = 640
 MODES = ("plain", "torch", "onnx")
@@ -160,41 +160,12 @@ def _worker(argv: list[str]) -> None:
             print(f"{(time.perf_counter() - t0) * 1000:.4f} {boxes}", flush=True)
 
 
-class _Worker:
-    """A runtime's subprocess, driven one image at a time."""
-
-    def __init__(self, mode: str, setup: dict[str, Any], warmup: int, threads: int) -> None:
-        cmd = [sys.executable, "-m", "mocha.personalize.bench", "--mode", mode, "--bundle", setup["bundle"],
-               "--onnx", setup["onnx"], "--gallery", setup["gallery"], "--warmup", str(warmup),
-               "--threads", str(threads), "--conf", str(setup["conf"]), "--max-det", str(setup["max_det"])]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        self.mode = mode
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
-        self._expect("ready")
-
-    def _expect(self, what: str) -> str:
-        line = self.proc.stdout.readline()
-        if not line or (what and line.strip() != what):
-            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
-            raise RuntimeError(f"latency worker {self.mode} failed: {line.strip()!r}\n{err[-3000:]}")
-        return line
-
-    def time(self) -> tuple[float, int]:
-        self.proc.stdin.write("time\n")
-        self.proc.stdin.flush()
-        ms, boxes = self._expect("").split()
-        return float(ms), int(boxes)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                self.proc.wait(30)
-            except (BrokenPipeError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+def _worker_process(mode: str, setup: dict[str, Any], warmup: int, threads: int) -> TimedWorker:
+    """A runtime's subprocess (`_worker` above), driven one image at a time."""
+    args = ["--mode", mode, "--bundle", setup["bundle"], "--onnx", setup["onnx"], "--gallery", setup["gallery"],
+            "--warmup", str(warmup), "--threads", str(threads), "--conf", str(setup["conf"]),
+            "--max-det", str(setup["max_det"])]
+    return TimedWorker("mocha.personalize.bench", args, threads, label=f"latency worker {mode}")
 
 
 def run(out_dir: Path, quick: bool = False) -> BenchResult:
@@ -208,16 +179,16 @@ def run(out_dir: Path, quick: bool = False) -> BenchResult:
     boxes: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="mocha-latency-") as tmp:
         setup = prepare(Path(tmp), Path(given) if given else None)
-        workers: list[_Worker] = []
+        workers: dict[str, TimedWorker] = {}
         try:
             for mode in MODES:
-                workers.append(_Worker(mode, setup, warmup, threads))
+                workers[mode] = _worker_process(mode, setup, warmup, threads)
             for _ in progress(range(n), desc="latency", unit="round"):
-                for w in workers:  # one image per runtime in turn: load from other users hits all alike
-                    ms, boxes[w.mode] = w.time()
-                    times[w.mode].append(ms)
+                for mode, w in workers.items():  # one image per runtime in turn: load from other users hits all alike
+                    ms, boxes[mode] = w.time()
+                    times[mode].append(ms)
         finally:
-            for w in workers:
+            for w in workers.values():
                 w.close()
     med = {m: statistics.median(times[m]) for m in MODES}
     labels = {"plain": "plain detection (PyTorch)", "torch": "personalized (PyTorch)",

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from mocha.bench.core import BenchResult
+from mocha.bench.worker import TimedWorker, thread_env
 
 MAX_CLIENTS = 32  # loopback load stays bounded whatever the caller asks
 
@@ -81,43 +82,10 @@ def prepare(work: Path, bundle: Path | None) -> Setup:
     return Setup(gallery, query, conf, max_det, imgsz, note)
 
 
-def _env(threads: int) -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-
-
-class Direct:
+def direct_worker(setup: Setup, threads: int) -> TimedWorker:
     """`Personalizer.detect` in its own clean process (as the server runs in its own), timed one call at a time."""
-
-    def __init__(self, setup: Setup, threads: int) -> None:
-        cmd = [sys.executable, "-m", "mocha.serve.bench", str(setup.gallery), str(setup.query), str(threads),
-               repr(setup.conf), str(setup.max_det)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=_env(threads))
-        self._line("ready")
-
-    def _line(self, want: str = "") -> str:
-        line = self.proc.stdout.readline()
-        if not line or (want and line.strip() != want):
-            err = self.proc.stderr.read() if self.proc.poll() is not None else ""
-            raise RuntimeError(f"direct worker failed: {line.strip()!r}\n{err[-3000:]}")
-        return line
-
-    def time(self) -> tuple[float, int]:
-        """(ms, boxes) of one `p.detect(query)`."""
-        self.proc.stdin.write("time\n")
-        self.proc.stdin.flush()
-        ms, boxes = self._line().split()
-        return float(ms), int(boxes)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-                self.proc.wait(30)
-            except (BrokenPipeError, subprocess.TimeoutExpired):
-                self.proc.kill()
-                self.proc.wait()
+    args = [str(setup.gallery), str(setup.query), str(threads), repr(setup.conf), str(setup.max_det)]
+    return TimedWorker("mocha.serve.bench", args, threads, label="direct worker")
 
 
 def _direct_worker(gallery: str, query: str, threads: str, conf: str, max_det: str) -> None:
@@ -154,7 +122,7 @@ def server(setup: Setup, threads: int, timeout: float = 180.0) -> Iterator[str]:
     cmd = [sys.executable, "-m", "mocha.cli", "serve", f"gallery={setup.gallery}", "host=127.0.0.1", f"port={port}",
            f"conf={setup.conf}", f"max_det={setup.max_det}", f"threads={threads}", "device=cpu"]
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(threads))
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=thread_env(threads))
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -193,7 +161,7 @@ def measure(setup: Setup, threads: int = 2, single: int = 40, warmup: int = 3, c
     files = {"image": (setup.query.name, data, "image/jpeg")}
     direct_ms: list[float] = []
     served_ms: list[float] = []
-    direct = Direct(setup, threads)
+    direct = direct_worker(setup, threads)
     try:
         with server(setup, threads) as url, httpx.Client(base_url=url, timeout=120) as c:
             boxes = None
