@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from mocha.core.registry import Registry
 from mocha.errors import ConfigError
 from mocha.models import nanodet
-from mocha.models.pooling import pool_regions
+from mocha.models.region_detector import RegionDetector
 
 DEFAULT_CFG = "yolov8n.yaml"
 
@@ -29,7 +29,7 @@ def _loss_hyperparameters() -> Any:
     return get_cfg()  # box/cls/dfl gains the detection loss reads from model.args
 
 
-class Student(nn.Module):
+class Student(RegionDetector):
     """YOLO detector + multi-scale region features. Images: (B,3,S,S) RGB in [0,1], S a multiple of 32."""
 
     def __init__(self, model: nn.Module, names: list[str], cfg: dict[str, Any]) -> None:
@@ -142,8 +142,10 @@ class Student(nn.Module):
         out = raw[1] if isinstance(raw, tuple) else raw
         return list(out["feats"]), raw
 
-    def postprocess(self, raw: Any, conf: float = 0.1, iou: float = 0.6, max_det: int = 300) -> list[Tensor]:
-        """NMS over the head output → per image (n,6) xyxy, conf, cls in letterboxed pixels."""
+    def postprocess(self, raw: Any, size: tuple[int, int] | None = None, conf: float = 0.1, iou: float = 0.6,
+                    max_det: int = 300) -> list[Tensor]:
+        """NMS over the head output → per image (n,6) xyxy, conf, cls in letterboxed pixels (the head decodes in
+        pixels already, so `size` is not needed)."""
         from ultralytics.utils.nms import non_max_suppression
 
         pred = raw[0] if isinstance(raw, tuple) else raw
@@ -151,22 +153,6 @@ class Student(nn.Module):
             head = self.model.model[-1]
             pred = head._inference(pred) if hasattr(head, "_inference") else head(pred["feats"])[0]
         return non_max_suppression(pred, conf_thres=conf, iou_thres=iou, max_det=max_det)
-
-    @torch.no_grad()
-    def detect(
-        self, images: Tensor, conf: float = 0.1, iou: float = 0.6, max_det: int = 300
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        """Detections per image and the feature maps they came from (eval mode, no grad)."""
-        was_training = self.training
-        self.eval()
-        feats, raw = self(images)
-        dets = self.postprocess(raw, conf=conf, iou=iou, max_det=max_det)
-        self.train(was_training)
-        return dets, feats
-
-    def region_features(self, feats: list[Tensor], boxes: list[Tensor]) -> Tensor:
-        """Pooled f_A (N, region_dim) for xyxy pixel boxes per image."""
-        return pool_regions(feats, boxes, self.strides)
 
     # ----------------------------------------------------------------- training
     def detection_loss(self, raw: Any, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mocha.errors import ConfigError
-from mocha.models.pooling import pool_regions
+from mocha.models.region_detector import RegionDetector
 
 FORMAT = "mocha-nanodet/1"  # the safetensors metadata tag `Student.load` dispatches on
 ARCHITECTURE = "nanodet-g"
@@ -132,7 +132,7 @@ class GFLLevel(nn.Module):
         return y[..., : self.num_classes], y[..., self.num_classes :]
 
 
-class NanoDetStudent(nn.Module):
+class NanoDetStudent(RegionDetector):
     """NanoDet-g detector + its PAN maps for region pooling. Images: (B,3,H,W) RGB in [0,1], H, W multiples of 32.
 
     The raw output of `forward` is a list over strides of (class logits, box bins); `decode` turns it into
@@ -247,22 +247,6 @@ class NanoDetStudent(nn.Module):
             order = batched_nms(boxes, scores, cls, iou)[:max_det]
             dets.append(torch.cat((boxes[order], scores[order, None], cls[order, None].float()), 1))
         return dets
-
-    @torch.no_grad()
-    def detect(
-        self, images: Tensor, conf: float = 0.1, iou: float = 0.6, max_det: int = 300
-    ) -> tuple[list[Tensor], list[Tensor]]:
-        """Detections per image and the feature maps they came from (eval mode, no grad)."""
-        was_training = self.training
-        self.eval()
-        feats, raw = self(images)
-        dets = self.postprocess(raw, tuple(images.shape[-2:]), conf=conf, iou=iou, max_det=max_det)
-        self.train(was_training)
-        return dets, feats
-
-    def region_features(self, feats: list[Tensor], boxes: list[Tensor]) -> Tensor:
-        """Pooled f_A (N, region_dim = 384) for xyxy pixel boxes per image."""
-        return pool_regions(feats, boxes, self.strides)
 
 
 def input_spec() -> dict[str, Any]:
