@@ -24,6 +24,15 @@ def run_dir(project: str | Path, name: str, exist_ok: bool = False, mkdir: bool 
     return path
 
 
+def unique_stem(stem: str, used: set[str]) -> str:
+    """`stem`, or `stem_2`, `stem_3`, ... when already in `used` (one output name per input of a run); adds it."""
+    name, i = stem, 2
+    while name in used:
+        name, i = f"{stem}_{i}", i + 1
+    used.add(name)
+    return name
+
+
 def resolve_artifact(path: str | Path, marker: str) -> Path:
     """The folder holding `marker` (e.g. "bundle.json", "student.safetensors") for a path a user gives.
 

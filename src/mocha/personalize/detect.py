@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mocha.core.config import option
+from mocha.core.runs import unique_stem
 from mocha.personalize.engine import EngineOptions
 
 
@@ -75,12 +76,7 @@ class RunWriter:
         self.video: dict[str, Any] | None = None
 
     def _stem(self, path: str | None) -> str:
-        stem = Path(path).stem if path else "image"
-        s, i = stem, 2
-        while s in self.used:
-            s, i = f"{stem}_{i}", i + 1
-        self.used.add(s)
-        return s
+        return unique_stem(Path(path).stem if path else "image", self.used)
 
     def add(self, r: Any) -> None:
         from mocha.io import write_json

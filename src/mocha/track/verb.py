@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mocha.core.config import option
+from mocha.core.runs import unique_stem
 from mocha.errors import DataError
 from mocha.personalize.engine import EngineOptions
 from mocha.track.run import MODES
@@ -107,11 +108,7 @@ class TrackRunWriter:
             stem = Path(r.path).stem
         else:
             stem = Path(self.cfg.source).stem or "frames"
-        s, i = stem, 2
-        while s in self.used:
-            s, i = f"{stem}_{i}", i + 1
-        self.used.add(s)
-        return s
+        return unique_stem(stem, self.used)
 
     def add(self, r: Any) -> None:
         key = r.path if r.frame is not None else None
