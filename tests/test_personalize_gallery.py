@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -79,6 +80,54 @@ def test_corrupt_files_are_refused_untouched(tmp_path, content):
         Gallery(path)
     assert path.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.gallery"]
+
+
+def _busiest_leaf_page(data: bytes) -> tuple[int, int]:
+    """(offset, size) of the table-leaf b-tree page with the most cells (never page 1, which holds the header)."""
+    size = int.from_bytes(data[16:18], "big")
+    best = (0, 0)
+    for off in range(size, len(data), size):
+        if data[off] == 0x0D:  # table b-tree leaf
+            best = max(best, (int.from_bytes(data[off + 3:off + 5], "big"), off))
+    assert best[0] >= 5, "the gallery should span several data pages"
+    return best[1], size
+
+
+def test_page_level_corruption_is_caught_by_quick_check_and_untouched(tmp_path, capsys):
+    """Record bytes overwritten inside a data page (the SQLite header and schema stay valid, so the file opens
+    and its meta reads fine): only `PRAGMA quick_check` sees it. One MochaError naming the file, file unchanged."""
+    from mocha.cli import main
+    from mocha.errors import MochaError
+    from mocha.personalize.personalizer import Personalizer
+
+    path = tmp_path / "me.gallery"
+    Gallery.create(path, "digestA", None, 64).close()
+    with Gallery(path) as g:
+        for i in range(30):
+            v = np.random.default_rng(i).normal(size=64).astype(np.float32)
+            g.add(f"inst{i}", i % 3, "mug", [Support(f"{i}.jpg", "0" * 64, [1, 2, 30, 40], "user", v)])
+    data = bytearray(path.read_bytes())
+    off, size = _busiest_leaf_page(bytes(data))
+    content = off + int.from_bytes(data[off + 5:off + 7], "big")  # the cell content area of that page
+    assert off >= size and content + 16 <= off + size
+    data[content:content + 16] = b"\xff" * 16  # a record's header: sizes and rowid now nonsense
+    path.write_bytes(bytes(data))
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)  # still an SQLite gallery on the surface
+    assert con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone() == ("mocha-gallery",)
+    con.close()
+    # quick_check's own report ("*** in database main ***"), not the DatabaseError branch's "not a gallery or corrupt"
+    want = rf"(?s){re.escape(str(path))}: gallery file is corrupt \(\*\*\* in database main.*it was left untouched"
+    with pytest.raises(MochaError, match=want):
+        Gallery(path)
+    with pytest.raises(MochaError, match=want):
+        Personalizer.load(gallery=path)
+    with pytest.raises(SystemExit) as e:
+        main(["gallery", "list", f"gallery={path}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "corrupt" in err and "Traceback" not in err
+    assert path.read_bytes() == bytes(data)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["me.gallery"]  # no -wal / -shm left behind
 
 
 def test_sqlite_but_not_a_gallery_is_untouched(tmp_path):
