@@ -120,6 +120,53 @@ def test_enroll_detect_persist_remove(bundle, images, tmp_path):
         assert q.gallery.get("new thing").id > max(r.instances)
 
 
+def test_default_enrol_votes_the_coarse_class_from_detections(bundle, tmp_path, capsys, one_thread):
+    """The README's call, `p.enroll("my mug", ["mug1.jpg", "mug2.jpg"])`: no box, no coarse class. Each image's
+    support is its most confident detection of any class, and the coarse class is the vote of those detections
+    weighted by confidence. scene(1)'s best box is a 'mug' at 0.56, scene(5)'s a 'can' at 0.99: the weighted
+    vote says 'can', where "the first image's class" or a plain count (a tie, first wins) would say 'mug'."""
+    from mocha.cli import main
+
+    paths = []
+    for seed in (1, 5):
+        paths.append(tmp_path / f"s{seed}.png")
+        Image.fromarray(scene(seed)).save(paths[-1])
+    gpath = tmp_path / "me.gallery"
+    p = Personalizer.load(bundle, gallery=gpath)  # the defaults, as in the README
+    want = []
+    for path in paths:  # what the detector alone says, at enrolment's confidence threshold
+        lb_img, lb = letterbox(np.asarray(Image.open(path).convert("RGB")), IMGSZ)
+        dets, embs = p.engine.detect(lb_img, conf=p.enroll_conf, iou=p.iou, max_det=300)
+        j = int(dets[:, 4].argmax())
+        want.append((NAMES[int(dets[j, 5])], float(dets[j, 4]), lb.to_original(dets[j:j + 1, :4])[0], embs[j]))
+    assert [w[0] for w in want] == ["mug", "can"] and want[0][1] < want[1][1]  # the premise of this test
+    rep = p.enroll("my mug", paths)
+    assert rep.coarse == "can" and [s["box_source"] for s in rep.shots] == ["detector", "detector"]
+    assert all("detector's best box" in line for line in rep.lines()[1:])
+    for shot, (_, conf, box, _) in zip(rep.shots, want, strict=True):
+        assert shot["det_conf"] == pytest.approx(conf) and np.allclose(shot["box"], box, atol=1e-3)
+    rec = p.gallery.get("my mug")
+    assert rec.coarse_name == "can" and rec.shots == 2 and [s.box_source for s in rec.supports] == ["detector"] * 2
+    for sup, w in zip(rec.supports, want, strict=True):
+        assert np.allclose(sup.embedding, w[3], atol=1e-6)
+    assert np.allclose(rec.prototype, np.mean([w[3] for w in want], axis=0), atol=1e-6)
+    # a detector that finds nothing cannot pick a box: a clear error, nothing enrolled
+    p.enroll_conf = 1.0
+    with pytest.raises(DataError, match="s1.png: the detector found no object"):
+        p.enroll("other", paths[0])
+    assert p.gallery.names() == ["my mug"]
+    p.close()
+    # the README's CLI line (one image, no box): the detector's 'can', then `mocha detect` names that very box
+    main(["enroll", f"gallery={tmp_path / 'cli.gallery'}", f"bundle={bundle}", "name=my can", f"source={paths[1]}"])
+    assert "detector's best box" in capsys.readouterr().out
+    main(["detect", f"gallery={tmp_path / 'cli.gallery'}", f"source={paths[1]}", f"project={tmp_path}", "name=d",
+          "save=false"])
+    dets = json.loads((tmp_path / "d" / "s5.json").read_text())["detections"]
+    top = max(dets, key=lambda d: d["det_score"])
+    assert top["name"] == "my can" and top["similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert np.allclose(top["box"], want[1][2], atol=0.05)
+
+
 def test_open_set_threshold_and_calibration(bundle):
     p = Personalizer.load(bundle, min_similarity=0.5)
     rng = np.random.default_rng(0)
