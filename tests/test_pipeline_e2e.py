@@ -99,7 +99,7 @@ def test_distill_needs_the_store_to_cover_the_split(stage: dict[str, Path], tmp_
     assert "fitted on embeddings of teacher key somethingelse" in capsys.readouterr().err
 
 
-def test_distill_under_torchrun_with_the_real_store(stage: dict[str, Path], tmp_path: Path) -> None:
+def test_distill_under_torchrun_with_the_real_store(stage: dict[str, Path], tmp_path: Path, free_port: int) -> None:
     world, store = stage["world"], stage["store"]
     if not (store / "store.json").exists():  # run alone: fill the store first
         main(["teacher", "extract", f"data={world}", f"out={store}", "split=base_train,base_val", "progress=false"])
@@ -107,7 +107,7 @@ def test_distill_under_torchrun_with_the_real_store(stage: dict[str, Path], tmp_
     main(["teacher", "pca", f"store={store}", "dim=8", f"out={pca}"])
     _torchrun(["distill", f"data={world}", f"store={store}", f"pca={pca}", f"student={stage['student']}",
                "epochs=2", "det_every=2", "imgsz=64", "batch=2", f"project={tmp_path / 'runs'}", "name=ddp",
-               "--no-tensorboard"], port=29541)
+               "--no-tensorboard"], port=free_port)
     run = tmp_path / "runs" / "ddp"
     rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in rows] == ["translator", "detection"]
@@ -116,7 +116,7 @@ def test_distill_under_torchrun_with_the_real_store(stage: dict[str, Path], tmp_
     assert load_bundle(run).dim == 8
 
 
-def test_extract_missing_under_torchrun(stage: dict[str, Path], tmp_path: Path) -> None:
+def test_extract_missing_under_torchrun(stage: dict[str, Path], tmp_path: Path, free_port: int) -> None:
     """Both ranks extract their shard of the missing regions into one store, then train on it."""
     world = stage["world"]
     store = tmp_path / "partial"
@@ -124,7 +124,7 @@ def test_extract_missing_under_torchrun(stage: dict[str, Path], tmp_path: Path) 
     before = len(EmbeddingStore.open(store))
     _torchrun(["distill", f"data={world}", f"store={store}", f"pca={tmp_path / 'pca'}", f"student={stage['student']}",
                "epochs=1", "det_every=1", "imgsz=64", "batch=2", f"project={tmp_path / 'runs'}", "name=ddp",
-               "--no-tensorboard", "--extract-missing"], port=29543)
+               "--no-tensorboard", "--extract-missing"], port=free_port)
     filled = EmbeddingStore.open(store)
     assert len(filled) > before and filled.duplicates == 0
     keys, _ = filled.split_keys("base_train")

@@ -201,9 +201,9 @@ def test_kill_and_resume(world: Path, full_store: Path, tmp_path: Path) -> None:
         np.testing.assert_allclose(got[k], want[k], atol=2e-3)
 
 
-def test_torchrun_two_processes_same_store(world: Path, full_store: Path, tmp_path: Path) -> None:
+def test_torchrun_two_processes_same_store(world: Path, full_store: Path, tmp_path: Path, free_port: int) -> None:
     out = tmp_path / "store2"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port}",
            "-m", "mocha.cli", "teacher", "extract", f"data={world}", f"out={out}", "split=base_train,personal",
            "batch=4", "progress=false"]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
