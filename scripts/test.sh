@@ -23,4 +23,4 @@ if [ "${MOCHA_MEDIA:-1}" != "0" ] && [ ! -f "$media/vtest.avi" ] && command -v a
 fi
 export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check src tests
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=25 "$@"  # the 25 slowest tests in every CI log

@@ -9,6 +9,7 @@ import pytest
 from mocha.cli import main
 
 
+@pytest.mark.timeout(900)  # the whole tiny demo: world, teacher, distillation, evaluation
 def test_demo_tiny_then_cached(tmp_path, capsys):
     args = ["demo", "size=tiny", "pretrain_epochs=1", "epochs=2", "det_every=2", "dim=8", "episodes=2",
             "probe_episodes=3", "imgsz=64", f"out={tmp_path}", "progress=false"]

@@ -218,6 +218,7 @@ def run_worker(tmp: Path, name: str, nproc: int, batch: int, group: int, epochs:
     assert res.returncode == 0, res.stderr[-3000:]
 
 
+@pytest.mark.timeout(900)  # four training runs of up to 180 s each
 def test_torchrun_two_processes_match_single_process(tmp_path):
     splits(tmp_path / "data")  # build the dataset once
     run_worker(tmp_path, "ddp", nproc=2, batch=2, group=0, epochs=2, det=2)

@@ -256,6 +256,7 @@ def run_python(block: Block, cwd: Path, env: dict[str, str], scratch: Path) -> N
 
 
 @pytest.mark.slow  # one CLI process per line: about 3 minutes for all blocks on 2 busy cores
+@pytest.mark.timeout(900)  # the first block also builds the session's setups (world, store, bundle, export)
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.skip is None], ids=lambda b: b.id)
 def test_snippet_runs(block: Block, setups: Setups, tmp_path: Path) -> None:
     cwd = setups.folder(block.setup, tmp_path)

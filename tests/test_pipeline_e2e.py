@@ -16,6 +16,7 @@ from mocha.teacher.pca import PCAArtifact
 from mocha.teacher.store import EmbeddingStore
 
 NAMES = ["mug", "bottle", "ball", "book"]
+pytestmark = pytest.mark.timeout(900)  # the first test also builds the world; torchrun runs may take 10 min
 
 
 @pytest.fixture(scope="module")

@@ -201,6 +201,7 @@ def test_kill_and_resume(world: Path, full_store: Path, tmp_path: Path) -> None:
         np.testing.assert_allclose(got[k], want[k], atol=2e-3)
 
 
+@pytest.mark.timeout(600)  # its torchrun may take 300 s
 def test_torchrun_two_processes_same_store(world: Path, full_store: Path, tmp_path: Path, free_port: int) -> None:
     out = tmp_path / "store2"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port}",

@@ -49,6 +49,7 @@ def source_copy(dest: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a wheel build and a pip install, 300 s each at most
 def test_wheel_installs_outside_the_checkout_with_its_shipped_files(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     src, dist, site, elsewhere = (tmp_path / d for d in ("src-copy", "dist", "site", "elsewhere"))
