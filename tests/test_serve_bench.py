@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from PIL import Image
 
 from mocha.bench.core import list_benchmarks
@@ -25,7 +26,10 @@ def test_serve_bench_measures_overhead_errors_and_enrolments(tmp_path):
     s = res["summary"]
     assert res["error_samples"] == [] and s["errors"] == 0 and s["lost_enrolments"] == 0
     assert s["enrolments"] >= 1 and s["boxes_per_image"] == 10 and s["clients"] == 3
-    assert math.isfinite(s["serve_overhead"]) and s["serve_overhead"] > -1
+    # HTTP + JSON + the lock on top of a direct call: target <= 0.15 with the real bundle; with this tiny one on
+    # a busy machine it measured 0.23, so the bound is "never faster than direct by much, never double it"
+    assert math.isfinite(s["serve_overhead"]) and -0.25 < s["serve_overhead"] < 1.0
+    assert s["server_p50_ms"] == pytest.approx(s["direct_p50_ms"] * (1 + s["serve_overhead"]), rel=0.01)
     assert s["server_p50_ms"] > 0 and s["direct_p50_ms"] > 0 and s["throughput_rps"] > 0
     assert [r["clients"] for r in res["rows"]] == [1, 1, 3] and res["rows"][2]["requests"] > 0
     with Personalizer.load(gallery=gallery) as p:  # every enrolment answered 201 is in the file

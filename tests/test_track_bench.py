@@ -34,7 +34,10 @@ def test_bench_track_quick(tmp_path, monkeypatch):
     assert {(r["method"], r["tracker"], r["identity"]) for r in rows} == {
         (m, t, i) for m in ("student", "mocha") for t in ("bytetrack", "botsort") for i in ("frame", "track")}
     assert saved["frames"] == 36 and saved["clips"] == 1
-    # the tracker costs a little next to detection (both from the same, once-made detections)
-    assert -0.5 < saved["track_overhead"] < 1.0
+    # the tracker costs a little next to detection (both from the same, once-made detections): target <= 0.10
+    # (0.006 here); 3x that as the bound on a busy machine, for every method and tracker
+    for key in ("track_overhead", "student_bytetrack_track_overhead", "student_botsort_track_overhead",
+                "mocha_botsort_track_overhead"):
+        assert -0.3 < saved[key] <= 0.3, (key, saved[key])
     for r in rows:
         assert 0 <= r["idf1"] <= 1 and r["ms_per_frame"] > 0
