@@ -180,6 +180,8 @@ class Gallery:
             raise ConfigError(f"{self.path}: gallery schema v{version} is newer than this mocha (v{SCHEMA_VERSION})")
         if version < SCHEMA_VERSION:
             with self.transaction() as con:
+                # read again under the write lock: another process may have migrated while we waited for it
+                version = con.execute("PRAGMA user_version").fetchone()[0]
                 for v in range(version, SCHEMA_VERSION):
                     if v not in MIGRATIONS:
                         raise ConfigError(f"{self.path}: no migration from gallery schema v{v}")

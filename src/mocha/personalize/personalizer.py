@@ -126,8 +126,13 @@ class Personalizer:
                 g.close()
             raise
         if g is None:
-            g = Gallery.create(gallery if gallery is not None else ":memory:", engine.digest,
-                               getattr(engine, "bundle_path", None), engine.dim)
+            try:
+                g = Gallery.create(gallery if gallery is not None else ":memory:", engine.digest,
+                                   getattr(engine, "bundle_path", None), engine.dim)
+            except ConfigError:
+                if gallery is None or str(gallery) == ":memory:" or not Path(gallery).is_file():
+                    raise
+                g = Gallery(gallery)  # another process created it since we looked: open theirs (bundle checked below)
         try:
             return cls(engine, g, **kw)
         except BaseException:
