@@ -42,13 +42,17 @@ def _detector(gallery: str, image: str, stop, out) -> None:
         torch.set_num_threads(1)
         from mocha.personalize.personalizer import Personalizer
 
-        seen = []
+        seen, engine = [], None
         while not stop.is_set() or not seen:
-            if Path(gallery).exists():
-                with Personalizer.load(gallery=gallery, conf=0.0, max_det=5) as p:  # a fresh view each round
-                    r = p.detect(image)
-                    assert len(r) == 5
-                    seen.append(len(p.instances()))
+            if not Path(gallery).exists():
+                continue
+            if engine is None:  # the model once; the gallery afresh every round (what another reader would see)
+                with Personalizer.load(gallery=gallery) as first:
+                    engine = first.engine
+            with Personalizer(engine, Gallery(gallery), conf=0.0, max_det=5) as p:
+                r = p.detect(image)
+                assert len(r) == 5
+                seen.append(len(p.instances()))
         out.put(("detector", seen))
     except BaseException:  # noqa: BLE001
         out.put(("detector", traceback.format_exc()))
