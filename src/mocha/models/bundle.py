@@ -134,7 +134,6 @@ def save_bundle(
     extra_json: dict | None = None,
 ) -> Path:
     """Write the bundle folder atomically (replacing an existing one); returns its path."""
-    from safetensors.torch import save_file
 
     path = Path(path)
     if translator.in_dim != student.region_dim:
@@ -145,6 +144,18 @@ def save_bundle(
         if pca_dim != translator.out_dim:
             raise ConfigError(f"PCA dim {pca_dim} != translator output dim {translator.out_dim}")
         pca_info = {"digest": str(_attr(pca, "digest")), "dim": pca_dim, "source": config.get("pca")}
+    try:
+        _write_bundle(path, student, translator, pca, config, pca_info, extra_tensors, extra_json)
+    except OSError as exc:  # disk full, quota, read-only: atomic_dir removed the half-written folder
+        what = "the previous bundle there is intact" if path.exists() else "nothing was written"
+        raise ConfigError(f"{path}: could not write the bundle ({exc}); {what}") from None
+    return path
+
+
+def _write_bundle(path: Path, student: Student, translator: Translator, pca: Any | None, config: dict,
+                  pca_info: dict | None, extra_tensors: dict[str, Tensor] | None, extra_json: dict | None) -> None:
+    from safetensors.torch import save_file
+
     with atomic_dir(path) as tmp:
         student.save(tmp / "student.safetensors")
         tstate = {k: v.detach().cpu().contiguous() for k, v in translator.state_dict().items()}
@@ -172,7 +183,6 @@ def save_bundle(
             "digest": Bundle(student, translator, pca, config).digest,
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    return path
 
 
 def read_meta(path: str | Path) -> dict:

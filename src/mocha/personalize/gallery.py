@@ -220,14 +220,21 @@ class Gallery:
             raise _locked_or(exc, self.path, self.timeout) from None
         try:
             yield self._con
+        except sqlite3.OperationalError as exc:  # e.g. disk full while writing: SQLite may have rolled back already
+            self._rollback()
+            raise _locked_or(exc, self.path, self.timeout) from None
         except BaseException:
-            self._con.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._con.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            self._con.execute("ROLLBACK")
+            self._rollback()
             raise _locked_or(exc, self.path, self.timeout) from None
+
+    def _rollback(self) -> None:
+        if self._con.in_transaction:  # SQLite ends the transaction itself on some errors (SQLITE_FULL)
+            self._con.execute("ROLLBACK")
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         try:
@@ -401,4 +408,7 @@ def _locked_or(exc: sqlite3.OperationalError, path: Any, timeout: float) -> Conf
     msg = str(exc)
     if "locked" in msg or "busy" in msg:
         return ConfigError(f"{path}: gallery is locked by another process (waited {timeout:g} s); try again")
+    if "full" in msg or "disk I/O" in msg:
+        return ConfigError(f"{path}: could not write the gallery ({msg}); the change was rolled back and the "
+                           "gallery is as before — free space and try again")
     return ConfigError(f"{path}: gallery error ({msg})")

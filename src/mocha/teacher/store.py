@@ -311,10 +311,14 @@ class StoreWriter:
         if not self.keys:
             return
         name = f"{self.run}-r{self.rank:03d}-{self.seq:06d}.safetensors"
-        with atomic_path(self.store.path / "chunks" / name) as tmp:
-            save_file({"keys": _keys_tensor(self.keys), "vectors": torch.cat(self.vecs).contiguous()}, str(tmp))
-            with open(tmp, "rb+") as fh:  # durable before it becomes visible
-                os.fsync(fh.fileno())
+        try:
+            with atomic_path(self.store.path / "chunks" / name) as tmp:
+                save_file({"keys": _keys_tensor(self.keys), "vectors": torch.cat(self.vecs).contiguous()}, str(tmp))
+                with open(tmp, "rb+") as fh:  # durable before it becomes visible
+                    os.fsync(fh.fileno())
+        except OSError as exc:  # disk full, quota, read-only: the half-written temp file is already removed
+            raise ConfigError(f"store {self.store.path}: could not write a chunk ({exc}); the {self.written} entries "
+                              "written before are intact — free space and rerun to continue") from None
         self.written += len(self.keys)
         self.seq += 1
         self.keys, self.vecs = [], []
