@@ -35,6 +35,9 @@ from mocha.errors import MochaError
 
 # examples per kind: ≥ 1,000 in all for the bench, a smoke run in the test suite
 PROFILES = {"small": 12, "large": 160}
+for _name, _n in PROFILES.items():
+    settings.register_profile(f"mocha-fuzz-{_name}", max_examples=_n, deadline=None, database=None,
+                              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
 CASE_SECONDS = 20.0  # per-case limit: a load slower than this counts as a hang (generous: 2 shared cores)
 
 
@@ -481,8 +484,10 @@ def run_case(art: Artifact, target: Path, new: bytes, what: str, tally: Tally, l
         extra.unlink(missing_ok=True)
 
 
-def fuzz_kind(kind: str, examples: int, seed: int = 0, workdir: Path | None = None) -> Tally:
-    """Run `examples` hypothesis cases against one artifact kind; returns the tally."""
+def fuzz_kind(kind: str, examples: int | str, seed: int = 0, workdir: Path | None = None) -> Tally:
+    """Run hypothesis cases against one artifact kind (`examples`: a count or a profile name); returns the tally."""
+    base = settings.get_profile(f"mocha-fuzz-{examples}" if isinstance(examples, str) else "mocha-fuzz-small")
+    n = PROFILES[examples] if isinstance(examples, str) else int(examples)
     tally = Tally(kind)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mocha-fuzz-{kind.replace(' ', '-')}-", dir=workdir) as d:
@@ -490,8 +495,7 @@ def fuzz_kind(kind: str, examples: int, seed: int = 0, workdir: Path | None = No
         art = TARGETS[kind](root)
         originals = {p: p.read_bytes() for p in art.files}
 
-        @settings(max_examples=examples, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck), derandomize=False)
+        @settings(base, max_examples=n)
         @given(data=st.data())
         def one(data: Any) -> None:
             target = data.draw(st.sampled_from(art.files))
@@ -507,4 +511,4 @@ def fuzz_kind(kind: str, examples: int, seed: int = 0, workdir: Path | None = No
 def fuzz_all(profile: str = "small", seed: int = 0, kinds: list[str] | None = None,
              workdir: Path | None = None) -> list[Tally]:
     """Every kind (or `kinds`) under a profile of `PROFILES`."""
-    return [fuzz_kind(k, PROFILES[profile], seed, workdir) for k in (kinds or list(TARGETS))]
+    return [fuzz_kind(k, profile, seed, workdir) for k in (kinds or list(TARGETS))]
