@@ -440,7 +440,13 @@ def disk_full_all(work: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------- the bench
 def run(out_dir: Path, quick: bool = False, seed: int = 0) -> BenchResult:
     """Fuzz every artifact kind, kill each long job at random points, kill a torchrun rank, fill the disk."""
-    from mocha.bench.fuzz import PROFILES, fuzz_all
+    try:
+        from mocha.bench.fuzz import PROFILES, fuzz_all
+    except ModuleNotFoundError as exc:  # hypothesis is a dev dependency
+        from mocha.errors import ConfigError
+
+        raise ConfigError(f"mocha bench faults needs {exc.name} (pip install 'hypothesis==6.170.17', or the dev "
+                          "extras)") from None
 
     profile = "small" if quick else "large"
     kills = 1 if quick else 2
