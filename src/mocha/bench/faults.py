@@ -227,10 +227,23 @@ class KillPoint:
     killed: bool
     recovered: bool
     detail: str = ""
+    left: str = ""  # what the kill left half-written (hidden temp files / partial stage folders)
+    rerun: str = ""  # how it was rerun
 
     def row(self) -> dict[str, Any]:
         return {"kind": f"kill: {self.scenario}", "kill_at_s": round(self.kill_at_s, 1), "killed": self.killed,
-                "recovered": self.recovered, "detail": self.detail[-160:]}
+                "recovered": self.recovered, "left": self.left, "rerun": self.rerun, "detail": self.detail[-160:]}
+
+
+def _half_written(d: Path) -> str:
+    names = sorted({p.name.split(".tmp")[0].split(".partial")[0].lstrip(".") or p.name
+                    for p in d.rglob(".*") if p.name.endswith((".tmp", ".partial")) or ".tmp" in p.name})
+    return ", ".join(names[:4]) or "-"
+
+
+def _rerun_words(first: list[str], again: list[str]) -> str:
+    extra = [w for w in again if w not in first and "=" in w and not w.startswith(("data=", "store=", "pca="))]
+    return " ".join(extra) or "same command"
 
 
 def kill_points(sc: Scenario, work: Path, kills: int, rng: random.Random,
@@ -257,12 +270,15 @@ def kill_points(sc: Scenario, work: Path, kills: int, rng: random.Random,
             if killed:
                 break
             at *= 0.6
-        rc, _, tail = run_to_end((sc.rerun or sc.command)(d), d)
+        left = _half_written(d)
+        again = (sc.rerun or sc.command)(d)
+        how = _rerun_words(sc.command(d), again)
+        rc, _, tail = run_to_end(again, d)
         if rc:
-            out.append(KillPoint(sc.name, at, killed, False, f"rerun failed ({rc}): {tail}"))
+            out.append(KillPoint(sc.name, at, killed, False, f"rerun failed ({rc}): {tail}", left, how))
             continue
         got = sc.fingerprint(d)
-        out.append(KillPoint(sc.name, at, killed, got == want, "" if got == want else f"{got} != {want}"))
+        out.append(KillPoint(sc.name, at, killed, got == want, "" if got == want else f"{got} != {want}", left, how))
     return out
 
 
