@@ -52,10 +52,13 @@ def run_to_end(cmd: list[str], cwd: Path, timeout: float = 1800) -> tuple[int, f
     return p.returncode, time.perf_counter() - t0, (p.stdout + p.stderr)[-3000:]
 
 
-def run_and_kill(cmd: list[str], cwd: Path, at_s: float) -> bool:
-    """Start `cmd`, SIGKILL its whole process group after `at_s` seconds; False when it ended before that."""
+def run_and_kill(cmd: list[str], cwd: Path, at_s: float, armed: Callable[[], bool] | None = None) -> bool:
+    """Start `cmd`, SIGKILL its whole process group after `at_s` seconds (counted from when `armed()` first holds,
+    when given); False when it ended before that."""
     p = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
+    while armed is not None and p.poll() is None and not armed():
+        time.sleep(0.05)
     try:
         p.wait(timeout=at_s)
         return False
@@ -132,8 +135,7 @@ class Inputs:
 
 DEMO_ARGS = ["size=tiny", "pretrain_epochs=1", "epochs=2", "det_every=2", "dim=8", "episodes=2", "probe_episodes=3",
              "imgsz=64", "progress=false"]  # the tiny world of tests/test_demo.py
-DISTILL_ARGS = ["epochs=2", "det_every=2", "imgsz=64", "progress=false", "tensorboard=false", "device=cpu"]
-RANK_ARGS = ["epochs=4", *DISTILL_ARGS[1:]]  # epochs left after the first checkpoint, where the rank is killed
+DISTILL_ARGS = ["epochs=4", "det_every=2", "imgsz=64", "progress=false", "tensorboard=false", "device=cpu"]
 
 
 def prepare(work: Path) -> Inputs:
@@ -170,6 +172,7 @@ class Scenario:
     command: Callable[[Path], list[str]]  # folder → the job
     fingerprint: Callable[[Path], Any]
     rerun: Callable[[Path], list[str]] | None = None  # default: the same command
+    checkpoint: str | None = None  # a file the job writes mid-way (kills after it test resuming)
 
 
 def scenarios(inp: Inputs) -> dict[str, Scenario]:
@@ -198,7 +201,8 @@ def scenarios(inp: Inputs) -> dict[str, Scenario]:
 
     return {
         "teacher extract": Scenario("teacher extract", extract, lambda d: store_fingerprint(d / "store")),
-        "distill": Scenario("distill", distill, lambda d: weights_fingerprint(d / "run" / "best"), distill_rerun),
+        "distill": Scenario("distill", distill, lambda d: weights_fingerprint(d / "run" / "best"), distill_rerun,
+                            "run/latest/bundle.json"),
         "enroll": Scenario("enroll", enroll, lambda d: gallery_fingerprint(d / "me.gallery")),
         "export": Scenario("export", export, lambda d: files_fingerprint(d / "onnx")),
         "demo": Scenario("demo", demo, lambda d: {**report_fingerprint(d / "demo"),
@@ -262,11 +266,14 @@ def kill_points(sc: Scenario, work: Path, kills: int, rng: random.Random,
     out = []
     for k in range(kills):
         d = work / f"{sc.name.replace(' ', '-')}-kill{k}"
-        at = rng.uniform(*KILL_WINDOW) * secs
+        # every other kill of a job with checkpoints lands after its first one (the resume path), within 2 s
+        armed = sc.checkpoint is not None and k % 2 == 1
+        at = rng.uniform(0.0, 2.0) if armed else rng.uniform(*KILL_WINDOW) * secs
         for _ in range(4):  # the job ran faster than the reference (a less loaded machine): kill earlier
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir(parents=True)
-            killed = run_and_kill(sc.command(d), d, at)
+            ready = (lambda d=d: (d / sc.checkpoint).is_file()) if armed else None
+            killed = run_and_kill(sc.command(d), d, at, ready)
             if killed:
                 break
             at *= 0.6
@@ -297,7 +304,7 @@ def rank_kill(inp: Inputs, work: Path, rng: random.Random) -> dict[str, Any]:
     def cmd(d: Path, *extra: str) -> list[str]:
         return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
                 "-m", "mocha.cli", "distill", f"data={inp.data}", f"store={inp.store}", f"pca={inp.pca}",
-                f"student={inp.student}", f"project={d}", "name=run", *RANK_ARGS, *extra]
+                f"student={inp.student}", f"project={d}", "name=run", *DISTILL_ARGS, *extra]
 
     ref = work / "rank-ref"
     rc, ref_s, tail = run_to_end(cmd(ref), work)
