@@ -73,7 +73,7 @@ def read_manifest(folder: str | Path, filename: str, fmt: str, what: str, hint: 
         raise ConfigError(f"{folder}: not a {what} (no {filename}){'; ' + hint if hint else ''}")
     try:
         meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != fmt:
         found = meta.get("format") if isinstance(meta, dict) else None

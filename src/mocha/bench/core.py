@@ -22,6 +22,7 @@ BENCHMARKS.register("prototypes", "mocha.evaluate.bench:run_prototypes", help="p
 BENCHMARKS.register("latency", "mocha.personalize.bench:run", help="plain vs personalized detection, torch vs ONNX")
 BENCHMARKS.register("serve", "mocha.serve.bench:run", help="REST detect latency vs Personalizer, 1 and 8 clients")
 BENCHMARKS.register("track", "mocha.track.bench:run", help="per-frame vs track-level identity on generated clips")
+BENCHMARKS.register("faults", "mocha.bench.faults:run", help="fuzzed bad input, kills at random points, disk full")
 
 
 def list_benchmarks() -> list[str]:

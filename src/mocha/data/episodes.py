@@ -97,7 +97,11 @@ def read_episode_file(
         raise DataError(f"{path}: expected {{'split': ..., 'shots': ..., 'episodes': [...]}}")
     if split is not None and data.get("split", split) != split:
         raise DataError(f"{path}: episodes are for split {data['split']!r}, not {split!r}")
-    if shots is not None and int(data.get("shots", shots)) != shots:
+    try:
+        file_shots = int(data.get("shots", shots)) if shots is not None else None
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: `shots` must be an integer, not {data.get('shots')!r}") from None
+    if shots is not None and file_shots != shots:
         raise DataError(f"{path}: episodes are {data['shots']}-shot, not {shots}-shot")
     index = ImageIndex(records, [images_root])
     episodes = []
@@ -111,6 +115,8 @@ def read_episode_file(
                 iid = int(inst)
             except ValueError:
                 raise DataError(f"{where}: support key {inst!r} is not an instance id") from None
+            if not isinstance(files, list) or not all(isinstance(f, str) for f in [*files, *ep["query"]]):
+                raise DataError(f"{where}: support and query entries must be lists of image paths")
             support[iid] = sorted(find_image(index, f, where) for f in files)
         query = [find_image(index, f, where) for f in ep["query"]]
         clash = sorted({i for v in support.values() for i in v} & set(query))

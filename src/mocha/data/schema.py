@@ -149,7 +149,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}: dataset YAML not found")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError, OSError, RecursionError) as exc:
         raise DataError(f"{path}: invalid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping at the top level")
@@ -160,15 +160,22 @@ def parse_dataset(path: Path, data: dict[str, Any]) -> DatasetSpec:
     """Our dataset YAML (already read from `path`) → DatasetSpec; `mocha.data.dataset.load_dataset` dispatches here."""
     if data.get("format", FORMAT) != FORMAT:
         raise DataError(f"{path}: unsupported format {data.get('format')!r} (expected {FORMAT})")
-    root = (path.parent / str(data.get("root", "."))).resolve()
+    if not isinstance(data.get("root", "."), str):
+        raise DataError(f"{path}: `root` must be a folder (a string)")
+    root = (path.parent / data.get("root", ".")).resolve()
     names = parse_names(data.get("names"), path, "names")
     instances = _instances(data.get("instances"), names, path)
     splits: dict[str, SplitSpec] = {}
-    for name, s in (data.get("splits") or {}).items():
+    raw_splits = data.get("splits") or {}
+    if not isinstance(raw_splits, dict):
+        raise DataError(f"{path}: `splits` must map split name → {{images: folder}}")
+    for name, s in raw_splits.items():
         if isinstance(s, str):
             s = {"images": s}
-        if not isinstance(s, dict) or "images" not in s:
-            raise DataError(f"{path}: split {name!r} needs `images`")
+        if not isinstance(s, dict) or not isinstance(s.get("images"), str):
+            raise DataError(f"{path}: split {name!r} needs `images` (a folder)")
+        if not isinstance(s.get("labels", ""), str):
+            raise DataError(f"{path}: split {name!r}: `labels` must be a folder")
         kind = s.get("label_ids", "coarse")
         if kind not in ("coarse", "instance"):
             raise DataError(f"{path}: split {name!r}: label_ids must be 'coarse' or 'instance', not {kind!r}")
@@ -189,6 +196,8 @@ def parse_dataset(path: Path, data: dict[str, Any]) -> DatasetSpec:
         if splits[split].label_ids != "instance":
             raise DataError(f"{path}: episodes given for split {split!r}, which is not labelled with instance ids")
         episodes[split] = {}
+        if not isinstance(per_shot or {}, dict):
+            raise DataError(f"{path}: episodes[{split}] must map shot count → source")
         for shots, src in (per_shot or {}).items():
             k = _int(shots, f"{path}: episodes[{split}]: shot count {shots!r} must be a positive integer")
             where = f"{path}: episodes[{split}][{shots}]"

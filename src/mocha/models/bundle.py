@@ -134,7 +134,6 @@ def save_bundle(
     extra_json: dict | None = None,
 ) -> Path:
     """Write the bundle folder atomically (replacing an existing one); returns its path."""
-    from safetensors.torch import save_file
 
     path = Path(path)
     if translator.in_dim != student.region_dim:
@@ -145,6 +144,18 @@ def save_bundle(
         if pca_dim != translator.out_dim:
             raise ConfigError(f"PCA dim {pca_dim} != translator output dim {translator.out_dim}")
         pca_info = {"digest": str(_attr(pca, "digest")), "dim": pca_dim, "source": config.get("pca")}
+    try:
+        _write_bundle(path, student, translator, pca, config, pca_info, extra_tensors, extra_json)
+    except OSError as exc:  # disk full, quota, read-only: atomic_dir removed the half-written folder
+        what = "the previous bundle there is intact" if path.exists() else "nothing was written"
+        raise ConfigError(f"{path}: could not write the bundle ({exc}); {what}") from None
+    return path
+
+
+def _write_bundle(path: Path, student: Student, translator: Translator, pca: Any | None, config: dict,
+                  pca_info: dict | None, extra_tensors: dict[str, Tensor] | None, extra_json: dict | None) -> None:
+    from safetensors.torch import save_file
+
     with atomic_dir(path) as tmp:
         student.save(tmp / "student.safetensors")
         tstate = {k: v.detach().cpu().contiguous() for k, v in translator.state_dict().items()}
@@ -172,7 +183,6 @@ def save_bundle(
             "digest": Bundle(student, translator, pca, config).digest,
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    return path
 
 
 def read_meta(path: str | Path) -> dict:
@@ -181,13 +191,19 @@ def read_meta(path: str | Path) -> dict:
 
 
 def load_translator(path: Path, cfg: dict) -> Translator:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    keys = {"in_dim", "out_dim", "heads", "ffn_mult"}
+    if not isinstance(cfg, dict) or not set(cfg) <= keys or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16 for v in cfg.values()):
+        raise ConfigError(f"{path.parent}: bundle.json `translator` must map {', '.join(sorted(keys))} to positive "
+                          f"integers, got {cfg!r}")
     translator = Translator(**cfg)
     try:
         state = load_file(str(path))
         translator.load_state_dict(state)
-    except (RuntimeError, OSError, ValueError) as exc:
+    except (RuntimeError, OSError, ValueError, SafetensorError) as exc:
         raise ConfigError(f"{path}: translator weights do not match {cfg} ({exc})") from None
     return translator
 
@@ -196,19 +212,27 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
     """Load and validate a bundle folder (or a distill run folder → its best/). ConfigError on bad input."""
     path = resolve_artifact(path, "bundle.json")
     meta = read_meta(path)
+    kinds = {"student": dict, "pca": dict, "config": dict, "digest": str}
+    bad = [k for k, t in kinds.items() if meta.get(k) is not None and not isinstance(meta[k], t)]
+    info = meta.get("pca")
+    dim = info.get("dim") if isinstance(info, dict) else 0
+    if info and isinstance(info, dict) and (isinstance(dim, bool) or not isinstance(dim, int)
+                                            or not isinstance(info.get("file") or "", str)):
+        bad.append("pca.dim/file")
+    if bad:
+        raise ConfigError(f"{path}: bundle.json has entries of the wrong type ({', '.join(bad)}); corrupt or edited")
     for name in ("student.safetensors", "translator.safetensors"):
         if not (path / name).exists():
             raise ConfigError(f"{path}: bundle is missing {name}")
     student = Student.load(path / "student.safetensors")
     if meta.get("student") and student.architecture()["cfg"] != meta["student"].get("cfg"):
         raise ConfigError(f"{path}: student.safetensors architecture differs from the one recorded in bundle.json")
-    translator = load_translator(path / "translator.safetensors", meta["translator"])
+    translator = load_translator(path / "translator.safetensors", meta.get("translator"))
     if translator.in_dim != student.region_dim:
         raise ConfigError(
             f"{path}: translator expects {translator.in_dim}-d region features, the student gives {student.region_dim}"
         )
     pca = None
-    info = meta.get("pca")
     if info:
         if int(info["dim"]) != translator.out_dim:
             raise ConfigError(f"{path}: PCA dim {info['dim']} != translator output dim {translator.out_dim}")

@@ -92,10 +92,19 @@ class Student(RegionDetector):
             raise ConfigError(f"{path}: not a readable safetensors student checkpoint ({exc})") from None
         if "mocha_student" not in meta:
             raise ConfigError(f"{path}: safetensors file has no mocha student metadata")
-        info = json.loads(meta["mocha_student"])
-        model = DetectionModel(info["cfg"], nc=len(info["names"]), verbose=False)
-        student = cls(model, info["names"], info["cfg"])
-        missing, unexpected = student.model.load_state_dict(state, strict=False)
+        try:  # metadata edited or corrupted outside mocha: one error naming the file, not the parser's
+            info = json.loads(meta["mocha_student"])
+            names = [str(n) for n in info["names"]]
+            if not isinstance(info["cfg"], dict) or not names:
+                raise TypeError("cfg must be a model YAML mapping and names a non-empty list")
+            model = DetectionModel(info["cfg"], nc=len(names), verbose=False)
+        except Exception as exc:  # noqa: BLE001 - ultralytics' model builder raises many types on a bad cfg
+            raise ConfigError(f"{path}: corrupt mocha student metadata ({type(exc).__name__}: {exc})") from None
+        student = cls(model, names, info["cfg"])
+        try:
+            missing, unexpected = student.model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # tensors of the wrong shape
+            raise ConfigError(f"{path}: checkpoint does not match its architecture ({exc})") from None
         if missing or unexpected:
             raise ConfigError(
                 f"{path}: checkpoint does not match its architecture "

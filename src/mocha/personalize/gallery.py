@@ -88,6 +88,14 @@ class InstanceRecord:
                 "shots": self.shots, "created": self.created, "updated": self.updated}
 
 
+def _vector(blob: Any, dim: int) -> np.ndarray:
+    """A stored float32 vector of `dim` values (ValueError for any other blob)."""
+    if not isinstance(blob, bytes) or len(blob) != 4 * dim:
+        raise ValueError(f"a {dim}-d float32 vector blob has {4 * dim} bytes, got {type(blob).__name__} "
+                         f"of {len(blob) if isinstance(blob, bytes | str) else '?'}")
+    return np.frombuffer(blob, np.float32).copy()
+
+
 def _blob(v: np.ndarray) -> bytes:
     return np.ascontiguousarray(v, dtype=np.float32).tobytes()
 
@@ -171,6 +179,9 @@ class Gallery:
             meta = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
             if meta.get("format") != FORMAT:
                 raise ConfigError(f"{self.path}: not a mocha gallery (format {meta.get('format')!r})")
+            if not str(meta.get("dim", "")).isdigit() or int(meta["dim"]) < 1 or "bundle_digest" not in meta:
+                raise ConfigError(f"{self.path}: gallery metadata is corrupt (dim {meta.get('dim')!r}, bundle digest "
+                                  f"{meta.get('bundle_digest')!r}); it was left untouched")
             version = self._con.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.OperationalError as exc:
             raise _locked_or(exc, self.path, self.timeout) from None
@@ -179,14 +190,18 @@ class Gallery:
         if version > SCHEMA_VERSION:
             raise ConfigError(f"{self.path}: gallery schema v{version} is newer than this mocha (v{SCHEMA_VERSION})")
         if version < SCHEMA_VERSION:
-            with self.transaction() as con:
-                # read again under the write lock: another process may have migrated while we waited for it
-                version = con.execute("PRAGMA user_version").fetchone()[0]
-                for v in range(version, SCHEMA_VERSION):
-                    if v not in MIGRATIONS:
-                        raise ConfigError(f"{self.path}: no migration from gallery schema v{v}")
-                    MIGRATIONS[v](con)
-                con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            try:
+                with self.transaction() as con:
+                    # read again under the write lock: another process may have migrated while we waited for it
+                    version = con.execute("PRAGMA user_version").fetchone()[0]
+                    for v in range(version, SCHEMA_VERSION):
+                        if v not in MIGRATIONS:
+                            raise ConfigError(f"{self.path}: no migration from gallery schema v{v}")
+                        MIGRATIONS[v](con)
+                    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except sqlite3.DatabaseError as exc:  # rolled back: the file is as it was
+                raise ConfigError(f"{self.path}: cannot migrate gallery schema v{version} → v{SCHEMA_VERSION} "
+                                  f"({exc}); corrupt file, it was left untouched") from None
 
     def close(self) -> None:
         self._con.close()
@@ -207,14 +222,21 @@ class Gallery:
             raise _locked_or(exc, self.path, self.timeout) from None
         try:
             yield self._con
+        except sqlite3.OperationalError as exc:  # e.g. disk full while writing: SQLite may have rolled back already
+            self._rollback()
+            raise _locked_or(exc, self.path, self.timeout) from None
         except BaseException:
-            self._con.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._con.execute("COMMIT")
         except sqlite3.OperationalError as exc:
-            self._con.execute("ROLLBACK")
+            self._rollback()
             raise _locked_or(exc, self.path, self.timeout) from None
+
+    def _rollback(self) -> None:
+        if self._con.in_transaction:  # SQLite ends the transaction itself on some errors (SQLITE_FULL)
+            self._con.execute("ROLLBACK")
 
     def _read(self, sql: str, args: tuple = ()) -> list[tuple]:
         try:
@@ -248,7 +270,10 @@ class Gallery:
     def get_setting(self, key: str, default: Any = None) -> Any:
         """A JSON setting stored in meta (e.g. min_similarity, calibration)."""
         value = self.meta.get(key)
-        return default if value is None else json.loads(value)
+        try:
+            return default if value is None else json.loads(value)
+        except ValueError:
+            raise ConfigError(f"{self.path}: gallery setting {key!r} is not JSON ({value!r}); corrupt file") from None
 
     def set_setting(self, key: str, value: Any) -> None:
         with self.transaction() as con:
@@ -277,14 +302,22 @@ class Gallery:
         """All instances in enrolment order (with their supports when asked)."""
         rows = self._read("SELECT name, coarse, coarse_name, prototype, shots, created, updated, rowid "
                           "FROM instances ORDER BY rowid")
-        out = [InstanceRecord(r[0], int(r[1]), r[2], np.frombuffer(r[3], np.float32).copy(), int(r[4]), r[5], r[6],
-                              int(r[7])) for r in rows]
-        if supports:
-            by_name = {rec.name: rec for rec in out}
-            for r in self._read("SELECT instance, source, sha256, box, box_source, embedding, det_conf, added "
-                                "FROM supports ORDER BY id"):
-                by_name[r[0]].supports.append(Support(r[1], r[2], json.loads(r[3]), r[4],
-                                                      np.frombuffer(r[5], np.float32).copy(), r[6], r[7]))
+        dim = self.dim
+        try:  # a row edited outside mocha (wrong types, blobs of another size) is refused, not half-used
+            out = [InstanceRecord(r[0], int(r[1]), r[2], _vector(r[3], dim), int(r[4]), r[5], r[6], int(r[7]))
+                   for r in rows]
+            if supports:
+                by_name = {rec.name: rec for rec in out}
+                for r in self._read("SELECT instance, source, sha256, box, box_source, embedding, det_conf, added "
+                                    "FROM supports ORDER BY id"):
+                    box = json.loads(r[3])
+                    if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, int | float) for v in box):
+                        raise ValueError(f"support box {r[3]!r}")
+                    det_conf = None if r[6] is None else float(r[6])
+                    by_name[r[0]].supports.append(Support(r[1], r[2], box, r[4], _vector(r[5], dim), det_conf, r[7]))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"{self.path}: gallery rows are corrupt ({type(exc).__name__}: {exc}); "
+                              "it was left untouched") from None
         return out
 
     def get(self, name: str) -> InstanceRecord:
@@ -377,4 +410,7 @@ def _locked_or(exc: sqlite3.OperationalError, path: Any, timeout: float) -> Conf
     msg = str(exc)
     if "locked" in msg or "busy" in msg:
         return ConfigError(f"{path}: gallery is locked by another process (waited {timeout:g} s); try again")
+    if "full" in msg or "disk I/O" in msg:
+        return ConfigError(f"{path}: could not write the gallery ({msg}); the change was rolled back and the "
+                           "gallery is as before — free space and try again")
     return ConfigError(f"{path}: gallery error ({msg})")

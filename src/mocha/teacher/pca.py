@@ -125,11 +125,22 @@ class PCAArtifact:
             raise ConfigError(f"--pca {path}: not a PCA artifact ({exc})") from None
         if md.get("format") != FORMAT:
             raise ConfigError(f"--pca {path}: format {md.get('format')!r}, expected {FORMAT!r}")
-        art = cls(t["mean"], t["components"], t["scale"], md.get("source", ""), md.get("teacher_key", ""),
-                  json.loads(md.get("meta", "{}")))
-        if art.mean.shape != (art.teacher_dim,) or art.scale.shape != (art.dim,):
+        bad = [k for k, v in t.items() if v.dtype != torch.float32 or not torch.isfinite(v).all()]
+        if bad:
+            raise ConfigError(f"--pca {path}: {', '.join(bad)} must be finite float32 tensors (corrupt or edited file)")
+        try:
+            meta = json.loads(md.get("meta", "{}"))
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            raise ConfigError(f"--pca {path}: its `meta` is not a JSON object (corrupt or edited file)")
+        art = cls(t["mean"], t["components"], t["scale"], md.get("source", ""), md.get("teacher_key", ""), meta)
+        if art.components.ndim != 2 or art.mean.shape != (art.teacher_dim,) or art.scale.shape != (art.dim,) \
+                or art.dim < 1:
             raise ConfigError(f"--pca {path}: inconsistent shapes mean {tuple(art.mean.shape)}, "
                               f"components {tuple(art.components.shape)}, scale {tuple(art.scale.shape)}")
+        if not bool((art.scale > 0).all()):
+            raise ConfigError(f"--pca {path}: scale has zero or negative entries (corrupt or edited file)")
         return art
 
 

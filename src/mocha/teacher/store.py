@@ -17,12 +17,13 @@ keep the first copy). Ranks of a `torchrun` job write their own chunks; readers 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,23 @@ def _keys_tensor(keys: Sequence[bytes]) -> Tensor:
     return torch.from_numpy(arr.copy())
 
 
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Any failure to parse one of the store's files becomes one ConfigError naming it."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise ConfigError(f"{path}: unreadable store file ({type(exc).__name__}: {exc}); corrupt or foreign") from None
+
+
+def _check_keys(t: Tensor, path: Path) -> Tensor:
+    if t.dtype != torch.uint8 or t.ndim != 2 or t.shape[1] != KEY_BYTES:
+        raise ConfigError(f"{path}: keys are {t.dtype} {tuple(t.shape)}, expected uint8 (n, {KEY_BYTES})")
+    return t
+
+
 def _keys_list(t: Tensor) -> list[bytes]:
     flat = t.numpy().astype(np.uint8).tobytes()
     return [flat[i:i + KEY_BYTES] for i in range(0, len(flat), KEY_BYTES)]
@@ -99,8 +117,14 @@ class EmbeddingStore:
             manifest = json.loads(man.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{man}: unreadable store manifest ({exc})") from None
-        if manifest.get("format") != FORMAT:
-            raise ConfigError(f"{man}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
+            raise ConfigError(f"{man}: format {found!r}, expected {FORMAT!r}")
+        dim = manifest.get("dim")
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1 or not all(
+                isinstance(manifest.get(k), str) for k in ("teacher", "teacher_key")):
+            raise ConfigError(f"{man}: store manifest needs `teacher`, `teacher_key` (strings) and `dim` (an integer "
+                              "≥ 1); corrupt or edited file")
         return cls(path, manifest)
 
     @classmethod
@@ -138,9 +162,10 @@ class EmbeddingStore:
         self.duplicates = 0
         row = 0
         for f in self.chunk_files():
-            with safe_open(str(f), framework="pt") as sf:
-                keys = _keys_list(sf.get_tensor("keys"))
-                n_dim = sf.get_slice("vectors").get_shape()
+            with _reading(f):
+                with safe_open(str(f), framework="pt") as sf:
+                    keys = _keys_list(_check_keys(sf.get_tensor("keys"), f))
+                    n_dim = sf.get_slice("vectors").get_shape()
             if len(n_dim) != 2 or n_dim[1] != self.dim or n_dim[0] != len(keys):
                 raise ConfigError(f"{f}: chunk of shape {n_dim} in a {self.dim}-d store (corrupt or foreign file)")
             self._files.append(f)
@@ -178,8 +203,12 @@ class EmbeddingStore:
         if self._vectors is None:
             parts = []
             for f in self._files:
-                with safe_open(str(f), framework="pt") as sf:
-                    parts.append(sf.get_tensor("vectors").to(torch.float16))
+                with _reading(f), safe_open(str(f), framework="pt") as sf:
+                    v = sf.get_tensor("vectors")
+                if not v.is_floating_point() or not torch.isfinite(v).all():
+                    raise ConfigError(f"{f}: chunk vectors are {v.dtype} with non-finite or non-float values "
+                                      "(corrupt or foreign file)")
+                parts.append(v.to(torch.float16))
             self._vectors = torch.cat(parts) if parts else torch.zeros(0, self.dim, dtype=torch.float16)
         return self._vectors
 
@@ -248,9 +277,11 @@ class EmbeddingStore:
             have = ", ".join(self.splits()) or "none"
             raise ConfigError(f"--store {self.path}: no key list for split {split!r} (extracted splits: {have}); "
                               f"run `mocha teacher extract split={split}` or pass split=")
-        with safe_open(str(f), framework="pt") as sf:
-            keys = _keys_list(sf.get_tensor("keys"))
+        with _reading(f), safe_open(str(f), framework="pt") as sf:
+            keys = _keys_list(_check_keys(sf.get_tensor("keys"), f))
             meta = json.loads((sf.metadata() or {}).get("meta", "{}"))
+        if not isinstance(meta, dict):
+            raise ConfigError(f"{f}: split metadata is not a JSON object (corrupt or edited file)")
         return keys, meta
 
 
@@ -280,10 +311,14 @@ class StoreWriter:
         if not self.keys:
             return
         name = f"{self.run}-r{self.rank:03d}-{self.seq:06d}.safetensors"
-        with atomic_path(self.store.path / "chunks" / name) as tmp:
-            save_file({"keys": _keys_tensor(self.keys), "vectors": torch.cat(self.vecs).contiguous()}, str(tmp))
-            with open(tmp, "rb+") as fh:  # durable before it becomes visible
-                os.fsync(fh.fileno())
+        try:
+            with atomic_path(self.store.path / "chunks" / name) as tmp:
+                save_file({"keys": _keys_tensor(self.keys), "vectors": torch.cat(self.vecs).contiguous()}, str(tmp))
+                with open(tmp, "rb+") as fh:  # durable before it becomes visible
+                    os.fsync(fh.fileno())
+        except OSError as exc:  # disk full, quota, read-only: the half-written temp file is already removed
+            raise ConfigError(f"store {self.store.path}: could not write a chunk ({exc}); the {self.written} entries "
+                              "written before are intact — free space and rerun to continue") from None
         self.written += len(self.keys)
         self.seq += 1
         self.keys, self.vecs = [], []
