@@ -4,7 +4,9 @@
                     p3, p4, p5 (the maps feeding the head)
     embedder.onnx   p3, p4, p5 + boxes (N,4) xyxy letterboxed pixels → embeddings (N, d_t)
                     (the exact box-mean pooling of mocha.models.pooling + the translator)
-    export.json     format, bundle digest/path, class names, imgsz, strides, dims, opset, versions
+    export.json     format, bundle digest/path, class names, imgsz, strides, dims, opset, versions, the sha256
+                    of each graph (a manifest copied beside other graphs is refused), int8 (null, or how the
+                    detector was quantized and on which calibration images: mocha.export.quantize)
 
 NMS runs outside the graphs (the same ultralytics call as the PyTorch student), so both backends keep the
 same boxes. Prototypes are data (the gallery), not weights: enrol and detect work the same after export.
@@ -24,10 +26,12 @@ from torch import Tensor, nn
 
 from mocha.data.images import check_imgsz
 from mocha.errors import ConfigError
-from mocha.io import atomic_dir, read_manifest
+from mocha.io import atomic_dir, file_sha256, read_manifest
 from mocha.models.pooling import pool_level
 
 FORMAT = "mocha-onnx/1"
+GRAPHS = ("detector.onnx", "embedder.onnx")
+INT8_MIN_OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear (the axis attribute) start at opset 13
 log = logging.getLogger(__name__)
 
 
@@ -84,12 +88,16 @@ def default_imgsz(bundle: Any) -> int:
     return int((bundle.config or {}).get("imgsz", 640))
 
 
-def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = None, opset: int = 17) -> Path:
-    """Export `bundle_path` to the folder `out` (written atomically); returns `out`."""
+def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = None, opset: int = 17,
+                int8: bool = False, calib: str | Path | None = None) -> Path:
+    """Export `bundle_path` to the folder `out` (written atomically); returns `out`.
+
+    int8=True quantizes the detector graph, calibrated on the images of the folder `calib`."""
     import onnx
 
     from mocha.models.bundle import load_bundle, versions
 
+    calib_files = _check_int8(int8, calib, opset)
     bundle = load_bundle(bundle_path, device="cpu")
     imgsz = check_imgsz(int(imgsz or default_imgsz(bundle)))
     student, translator = bundle.student.eval(), bundle.translator.eval()
@@ -112,8 +120,9 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
             opset_version=opset, input_names=["p3", "p4", "p5", "boxes"], output_names=["embeddings"],
             dynamic_axes={"boxes": {0: "n"}, "embeddings": {0: "n"}}, do_constant_folding=True,
         )
-        for name in ("detector.onnx", "embedder.onnx"):
+        for name in GRAPHS:
             onnx.checker.check_model(str(tmp / name))
+        int8_meta = _quantize(tmp, calib_files, Path(calib), imgsz) if calib_files else None
         meta = {
             "format": FORMAT,
             "bundle_digest": bundle.digest,
@@ -124,18 +133,60 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
             "feature_dims": list(student.feature_dims),
             "dim": bundle.dim,
             "opset": opset,
+            "int8": int8_meta,
+            "files": {name: file_sha256(tmp / name) for name in GRAPHS},
             "versions": {**versions(), "onnx": onnx.__version__},
         }
         (tmp / "export.json").write_text(json.dumps(meta, indent=2) + "\n")
-    log.info("exported %s → %s (imgsz %d)", bundle_path, out, imgsz)
+    log.info("exported %s → %s (imgsz %d%s)", bundle_path, out, imgsz, ", int8 detector" if int8 else "")
     return out
 
 
-def read_export_meta(path: str | Path) -> dict[str, Any]:
-    """export.json of an export folder (ConfigError when absent, malformed or incomplete)."""
+def _check_int8(int8: bool, calib: str | Path | None, opset: int) -> list[Path]:
+    """The calibration images of an int8 export ([] for fp32); bad settings fail before anything is written."""
+    if not int8:
+        if calib is not None:
+            raise ConfigError(f"calib={calib}: calibration images are only used with int8=true")
+        return []
+    if calib is None:
+        raise ConfigError("int8=true needs calib=<folder of images like the ones you will detect on>")
+    if opset < INT8_MIN_OPSET:
+        raise ConfigError(f"opset={opset}: int8 (per-channel QDQ) needs opset >= {INT8_MIN_OPSET}")
+    from mocha.export.quantize import calibration_images
+
+    return calibration_images(calib)
+
+
+def _quantize(folder: Path, files: list[Path], calib: Path, imgsz: int) -> dict[str, Any]:
+    """Replace folder/detector.onnx by its int8 version; check onnxruntime runs it; the manifest's int8 entry."""
+    import onnxruntime as ort
+
+    from mocha.export.quantize import calibration_digest, quantize_detector
+
+    fp32 = folder / "detector.fp32.onnx"
+    (folder / "detector.onnx").rename(fp32)
+    info = quantize_detector(fp32, folder / "detector.onnx", files, imgsz)
+    fp32.unlink()
+    try:  # an onnxruntime without these int8 kernels fails here, not at the user's first detection
+        ort.InferenceSession(str(folder / "detector.onnx"), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/NotImplemented types
+        raise ConfigError(f"int8: onnxruntime {ort.__version__} cannot run the quantized detector ({exc})") from None
+    root = calib.resolve()
+    info["calibration"] = {"path": str(root), "count": len(files),
+                           "sha256": calibration_digest([f.resolve() for f in files], root)}
+    return info
+
+
+def read_export_meta(path: str | Path, verify: bool = False) -> dict[str, Any]:
+    """export.json of an export folder (ConfigError when absent, malformed or incomplete). verify=True also
+    checks each graph against the sha256 the manifest records (a manifest of another export is refused)."""
     path = Path(path)
     meta = read_manifest(path, "export.json", FORMAT, "mocha ONNX export", "run `mocha export --bundle ...`")
-    for name in ("detector.onnx", "embedder.onnx"):
+    for name in GRAPHS:
         if not (path / name).exists():
             raise ConfigError(f"{path}: export is missing {name}")
+        want = (meta.get("files") or {}).get(name)
+        if verify and want and file_sha256(path / name) != want:
+            raise ConfigError(f"{path / name}: does not match {path / 'export.json'} (the manifest of another "
+                              "export or bundle?); export again")
     return meta
