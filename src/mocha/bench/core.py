@@ -19,7 +19,7 @@ BENCHMARKS.register("translator", "mocha.distill.bench:run", help="translator ba
 BENCHMARKS.register("extract", "mocha.teacher.bench:run", help="teacher extraction pipeline vs forward only")
 BENCHMARKS.register("episodes", "mocha.evaluate.bench:run_episodes", help="100 vs 1 episode evaluation cost")
 BENCHMARKS.register("prototypes", "mocha.evaluate.bench:run_prototypes", help="prototype matching, 1000 instances")
-BENCHMARKS.register("latency", "mocha.personalize.bench:run", help="plain vs personalized detection, torch vs ONNX")
+BENCHMARKS.register("latency", "mocha.personalize.bench:run", help="plain vs personalized detection: torch, ONNX (ultralytics plain, fp32, int8), 1-2 threads")
 BENCHMARKS.register("serve", "mocha.serve.bench:run", help="REST detect latency vs Personalizer, 1 and 8 clients")
 BENCHMARKS.register("track", "mocha.track.bench:run", help="per-frame vs track-level identity on generated clips")
 
