@@ -31,7 +31,7 @@ def test_teacher_peer_embeds_the_given_boxes(tmp_path):
 
 def test_peer_table_covers_the_issue():
     assert {"onnx", "int8", "plain_onnx", "yoloe", "owlvit", "owlv2", "teacher"} == set(PEERS)
-    assert PEERS["owlv2"][1] == 960 and PEERS["owlvit"][1] == 768
+    assert PEERS["owlv2"][1] == "960²" and PEERS["owlvit"][1] == "768²"
     for _, _, weights, (full, quick) in PEERS.values():
         assert full[0] >= quick[0] >= 1 and weights
 
