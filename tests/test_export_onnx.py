@@ -134,3 +134,17 @@ def test_cli_detect_with_onnx_backend(exported, tmp_path, monkeypatch):
     assert np.allclose([d["box"] for d in pt], [d["box"] for d in ox], atol=0.05)
     with pytest.raises(SystemExit):
         main(["detect", "gallery=g.gallery", "source=a.png", "backend=onnx"])
+
+
+def test_export_pooling_is_the_models_pooling():
+    """The embedder's channel-last pooling (faster in onnxruntime) gives exactly mocha.models.pooling's box means."""
+    import torch
+
+    from mocha.export.onnx_export import pool_one_image
+    from mocha.models.pooling import pool_level
+
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(1, 16, 20, 24, generator=g) * 30
+    boxes = torch.tensor([[0, 0, 192, 160], [3.5, 7.25, 50, 60], [100, 100, 101, 101], [150, 20, 191, 159]])
+    ref = pool_level(feat, boxes, torch.zeros(4, dtype=torch.long), 8.0)
+    assert torch.equal(pool_one_image(feat, boxes, 8.0), ref)

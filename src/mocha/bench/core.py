@@ -19,7 +19,12 @@ BENCHMARKS.register("translator", "mocha.distill.bench:run", help="translator ba
 BENCHMARKS.register("extract", "mocha.teacher.bench:run", help="teacher extraction pipeline vs forward only")
 BENCHMARKS.register("episodes", "mocha.evaluate.bench:run_episodes", help="100 vs 1 episode evaluation cost")
 BENCHMARKS.register("prototypes", "mocha.evaluate.bench:run_prototypes", help="prototype matching, 1000 instances")
-BENCHMARKS.register("latency", "mocha.personalize.bench:run", help="plain vs personalized detection, torch vs ONNX")
+BENCHMARKS.register("latency", "mocha.personalize.bench:run",
+                    help="plain vs personalized detection: PyTorch, ONNX (ultralytics plain, fp32, int8)")
+BENCHMARKS.register("peers", "mocha.bench.peers:run",
+                    help="MOCHA vs YOLOv8n, YOLOE, OWL-ViT, OWLv2 and the teacher (CPU)")
+BENCHMARKS.register("int8", "mocha.bench.int8:run",
+                    help="accuracy cost of the int8 export: 1-shot mAP50-95 / top-1, PyTorch vs ONNX fp32 vs int8")
 BENCHMARKS.register("serve", "mocha.serve.bench:run", help="REST detect latency vs Personalizer, 1 and 8 clients")
 BENCHMARKS.register("track", "mocha.track.bench:run", help="per-frame vs track-level identity on generated clips")
 BENCHMARKS.register("faults", "mocha.bench.faults:run", help="fuzzed bad input, kills at random points, disk full")

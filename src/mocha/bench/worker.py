@@ -1,6 +1,7 @@
 """A benchmark runtime in its own clean process, driven one timed call at a time over stdin/stdout.
 
-Protocol: the worker prints `ready` once loaded; for each `time` line it answers `<ms> <boxes>`; `quit` ends it.
+Protocol: the worker prints `ready` once loaded; for each `time` line it answers `<ms> <boxes>`, optionally followed
+by `key=value` numbers (stage times, memory) that land in `TimedWorker.extra`; `quit` ends it.
 Each runtime gets its own process so torch and onnxruntime never fight over the same cores' thread pools.
 """
 
@@ -21,6 +22,7 @@ class TimedWorker:
 
     def __init__(self, module: str, args: list[str], threads: int, label: str) -> None:
         self.label = label
+        self.extra: dict[str, float] = {}  # the last timed call's key=value numbers
         self.proc = subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=thread_env(threads))
@@ -37,7 +39,8 @@ class TimedWorker:
         """(ms, boxes) of one timed call."""
         self.proc.stdin.write("time\n")
         self.proc.stdin.flush()
-        ms, boxes = self._expect().split()
+        ms, boxes, *rest = self._expect().split()
+        self.extra = {k: float(v) for k, _, v in (item.partition("=") for item in rest)}
         return float(ms), int(boxes)
 
     def close(self) -> None:

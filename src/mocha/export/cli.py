@@ -16,8 +16,9 @@ FORMATS = ("onnx",)
 @dataclass(kw_only=True)
 class ExportConfig(Config):
     """Export a bundle to ONNX: detector.onnx (boxes, coarse scores, feature maps) + embedder.onnx (feature
-    maps + boxes → region embeddings, translator inside). Instances can still be enrolled afterwards:
-    `mocha detect backend=onnx onnx=<out>` / Personalizer.load(out, backend="onnx")."""
+    maps + boxes → region embeddings, translator inside); int8=true calib=<images> quantizes the detector.
+    Instances can still be enrolled afterwards: `mocha detect backend=onnx onnx=<out>` /
+    Personalizer.load(out, backend="onnx")."""
 
     bundle: Path = option(help="bundle folder (or a distill run folder → its best/)", exists=True)
     format: str = option("onnx", help="export format: " + " | ".join(FORMATS), choices=FORMATS)
@@ -25,6 +26,9 @@ class ExportConfig(Config):
     imgsz: int | None = option(None, help="fixed input size", gt=0, multiple_of=32,
                                default_text="the bundle's imgsz, else 640")
     opset: int = option(17, help="ONNX opset", ge=11)
+    int8: bool = option(False, help="quantize the detector graph to int8 (static, QDQ, per-channel; needs calib)")
+    calib: Path | None = option(None, help="folder of calibration images for int8 (world images, not test ones)",
+                                exists=True)
 
 
 def default_out(bundle: Path) -> Path:
@@ -38,8 +42,9 @@ def export(cfg: ExportConfig) -> Path:
     """`mocha export` as a function; returns the export folder."""
     from mocha.export.onnx_export import export_onnx
 
-    path = export_onnx(cfg.bundle, cfg.out or default_out(cfg.bundle), imgsz=cfg.imgsz, opset=cfg.opset)
-    print(f"exported {cfg.bundle} → {path}")
+    path = export_onnx(cfg.bundle, cfg.out or default_out(cfg.bundle), imgsz=cfg.imgsz, opset=cfg.opset,
+                       int8=cfg.int8, calib=cfg.calib)
+    print(f"exported {cfg.bundle} → {path}" + (" (int8 detector)" if cfg.int8 else ""))
     return path
 
 

@@ -47,7 +47,7 @@ class OnnxEngine:
         import onnxruntime as ort
 
         self.path = Path(path)
-        self.meta = read_export_meta(self.path)
+        self.meta = read_export_meta(self.path, verify=True)
         so = session_options(threads)
         providers = ["CPUExecutionProvider"]
         self.det = ort.InferenceSession(str(self.path / "detector.onnx"), so, providers=providers)
@@ -57,6 +57,7 @@ class OnnxEngine:
         self.digest: str = self.meta["bundle_digest"]
         self.dim = int(self.meta["dim"])
         self.bundle_path: str | None = self.meta.get("bundle_path")
+        self.int8 = bool(self.meta.get("int8"))  # the detector graph is quantized (mocha.export.quantize)
 
     def _input(self, image_lb: np.ndarray) -> np.ndarray:
         if image_lb.shape != (self.imgsz, self.imgsz, 3):
