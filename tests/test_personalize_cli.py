@@ -122,13 +122,20 @@ def test_gallery_tune_on_a_tiny_world(setup, tmp_path, capsys):
     g = tmp_path / "t.gallery"
     Personalizer.load(bundle, g).close()
     out = run(["gallery", "tune", f"gallery={g}", f"data={world}", "episodes=2", "conf=0.0"], capsys)
-    assert "chosen min_similarity" in out and out.count("strict mAP") >= 10
+    assert "chosen coarse_penalty" in out and out.count("strict mAP") >= 10
+    from mocha.personalize.tuning import PENALTIES
+
+    assert out.count("best min_similarity") == len(PENALTIES)  # one tuning run per coarse_penalty candidate
     with Gallery(g) as gal:
         chosen = gal.get_setting("min_similarity")
+        penalty = gal.get_setting("coarse_penalty")
+        assert penalty in PENALTIES
         assert gal.get_setting("tuned_on")["episodes"] == 2 and set(gal.get_setting("calibration")) == {"slope",
                                                                                                         "center"}
     with Personalizer.load(gallery=g) as p:
-        assert p.min_similarity == chosen
+        assert p.min_similarity == chosen and p.coarse_penalty == penalty
+    with Personalizer.load(gallery=g, coarse_penalty=float("inf")) as p:  # the argument wins over the gallery
+        assert p.coarse_penalty == float("inf")
 
 
 def test_detect_exist_ok_and_run_folders(setup, tmp_path, capsys, monkeypatch):

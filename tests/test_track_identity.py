@@ -8,7 +8,8 @@ import pytest
 
 from mocha.track.identity import UNKNOWN, IdentityParams, TrackIdentity, frame_identity, frame_logp, label
 
-P = IdentityParams()
+# The rule's mechanics, with explicit knobs (the defaults are measured settings and may move; docs/track.md)
+P = IdentityParams(enter_margin=3.0, min_frames=3)
 
 
 def sims(*rows: tuple[float, ...]) -> np.ndarray:
@@ -70,7 +71,7 @@ def test_reentry_same_track_keeps_name_new_track_starts_unknown() -> None:
     # A new id (the tracker lost it for good) starts from nothing.
     assert feed(ident, [A], tid=8, start=61) == [UNKNOWN]
     # Evidence of a track unseen longer than forget_after is dropped.
-    short = TrackIdentity(2, IdentityParams(forget_after=5))
+    short = TrackIdentity(2, IdentityParams(enter_margin=3.0, min_frames=3, forget_after=5))
     feed(short, [A] * 10, tid=3)
     feed(short, [B], tid=4, start=30)
     assert 3 not in short.known() and feed(short, [A], tid=3, start=31) == [UNKNOWN]

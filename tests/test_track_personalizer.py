@@ -37,7 +37,11 @@ def p(tmp_path_factory, frames):
     per.close()
 
 
-def test_similarities_follow_gallery_ids_and_mask_other_classes(p, frames):
+@pytest.mark.parametrize("penalty", [float("inf"), 0.05, 0.0])
+def test_similarities_follow_gallery_ids_and_the_coarse_prior(p, frames, penalty):
+    p.coarse_penalty = 0.0
+    raw = p.detect(frames[3]).similarities  # plain cosine to every instance
+    p.coarse_penalty = penalty
     r = p.detect(frames[3])
     assert len(r) > 0
     ids = p.gallery_ids
@@ -45,14 +49,22 @@ def test_similarities_follow_gallery_ids_and_mask_other_classes(p, frames):
     sims = r.similarities
     assert sims.shape == (len(r), 3)
     coarse_of = {i: c for i, c in zip(ids, [0, 1, 0], strict=True)}  # a, b, c enrolled in id order
+    crossed = 0
     for j in range(len(r)):
         for col, i in enumerate(ids):
-            if coarse_of[i] != int(r.boxes.cls[j]):
-                assert sims[j, col] == -1.0  # the conditional learner never names another class
+            if coarse_of[i] != int(r.boxes.cls[j]):  # another class: penalised, or never named with inf
+                assert sims[j, col] == pytest.approx(-1.0 if np.isinf(penalty) else raw[j, col] - penalty, abs=1e-6)
+            else:
+                assert sims[j, col] == pytest.approx(raw[j, col], abs=1e-6)
         if r.boxes.instance[j] >= 0:  # the named instance is the row's best column, at the box's similarity
             col = ids.index(int(r.boxes.instance[j]))
             assert sims[j].argmax() == col
             assert sims[j, col] == pytest.approx(float(r.boxes.similarity[j]), abs=1e-5)
+            crossed += coarse_of[ids[col]] != int(r.boxes.cls[j])
+    if penalty == 0.0:  # class-agnostic: some box is named as an instance of another class than detected
+        assert crossed > 0
+    elif np.isinf(penalty):
+        assert crossed == 0
     det = p.detections(frames[3])
     assert isinstance(det, Detections)
     np.testing.assert_allclose(det.sim, sims, atol=1e-6)

@@ -16,6 +16,7 @@ from typing import Any
 from mocha.core.config import option
 from mocha.core.runs import unique_stem
 from mocha.personalize.engine import EngineOptions
+from mocha.personalize.matching import coarse_penalty_option
 
 
 @dataclass(kw_only=True)
@@ -35,6 +36,7 @@ class DetectConfig(EngineOptions):
     max_det: int = option(300, help="max boxes per image", ge=1)
     min_similarity: float | None = option(None, help="below this cosine similarity a box is 'unknown <coarse>'",
                                           ge=-1, le=1, default_text="the gallery's, else 0.0")
+    coarse_penalty: float | None = coarse_penalty_option()
     progress: bool = option(True, help="progress bar (a line every few seconds when not on a terminal)")
 
 
@@ -48,7 +50,8 @@ def detect(cfg: DetectConfig) -> Path:
     source = Source(cfg.source)  # missing files fail before the model loads or a run folder appears
     out = run_dir(cfg.project, cfg.name, exist_ok=cfg.exist_ok, mkdir=True)
     with Personalizer.load(cfg.model, cfg.gallery, backend=cfg.backend, device=cfg.device or None, conf=cfg.conf,
-                           iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity) as p:
+                           iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity,
+                           coarse_penalty=cfg.coarse_penalty) as p:
         total = len(source)
         writer = RunWriter(out, cfg.save)
         try:

@@ -1,5 +1,11 @@
-"""Open-set identification: a box's nearest prototype within its coarse class, its cosine similarity, and the
-calibrated probability that the name is right. Shared by `Personalizer` and the threshold tuning."""
+"""Open-set identification: a box's nearest prototype, its cosine similarity, and the calibrated probability
+that the name is right. Shared by `Personalizer` and the threshold tuning.
+
+The detector's coarse class is a prior, not a filter (`coarse_penalty`): an instance of another coarse class
+than the box competes with its similarity lowered by the penalty, so a box whose class the detector got wrong
+(a mug taken for a can, a sneaker outside the detector's vocabulary) can still be named. `coarse_penalty=inf`
+is the SPEC's conditional learner: only the box's own class is searched.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,19 @@ import numpy as np
 # plateau. The calibration is the logistic fit of the same run.
 DEFAULT_MIN_SIMILARITY = 0.0
 DEFAULT_CALIBRATION = {"slope": 5.23, "center": 0.707}
+# Cosine similarity taken off instances of another coarse class than the box. Chosen by `mocha gallery tune`
+# (1-shot strict mAP50-95, 20 episodes of the demo world's personal split, the demo bundle; docs/personalize.md):
+# inf (the SPEC's filter) 15.5, 0.5 17.6, 0.3 19.3, 0.2 19.4, 0.1 18.4, 0.05 17.5, 0 16.3.
+DEFAULT_COARSE_PENALTY = 0.2
+
+
+def coarse_penalty_option() -> Any:
+    """The `coarse_penalty` option of every verb that runs a Personalizer (detect, track, serve)."""
+    from mocha.core.config import option
+
+    return option(None, help="similarity taken off instances of another coarse class than the box's (inf: search "
+                             "only the box's class, the SPEC's conditional learner)", ge=0,
+                  default_text=f"the gallery's, else {DEFAULT_COARSE_PENALTY}")
 
 
 def unit_prototypes(learner: Any, dim: int) -> np.ndarray:
@@ -22,12 +41,36 @@ def unit_prototypes(learner: Any, dim: int) -> np.ndarray:
     return p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
 
 
+def prior_similarities(embeddings: np.ndarray, protos: np.ndarray, box_coarse: np.ndarray,
+                       inst_coarse: np.ndarray, penalty: float) -> np.ndarray:
+    """(n, K) cosine similarity of each box to each unit prototype, minus `penalty` where the instance's coarse
+    class is not the box's; with penalty=inf those entries are -1 (never named)."""
+    e = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1) if len(embeddings) else \
+        np.zeros((0, protos.shape[1]), np.float32)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    sim = e @ protos.T
+    other = np.asarray(box_coarse, np.int64)[:, None] != np.asarray(inst_coarse, np.int64)[None, :]
+    if np.isinf(penalty):
+        sim[other] = -1.0
+    else:
+        sim[other] -= np.float32(penalty)
+    return sim.astype(np.float32)
+
+
 def identify(learner: Any, protos: np.ndarray, embeddings: np.ndarray,
-             coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest instance index (into learner.instances(); -1 none) and cosine similarity (NaN none) per box."""
+             coarse: np.ndarray, penalty: float = float("inf")) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest instance index (into learner.instances(); -1 none) and similarity (NaN none) per box.
+
+    penalty=inf: the conditional learner's choice within the box's coarse class, its cosine similarity.
+    Finite: the best instance of any class by `prior_similarities`, and that (penalised) similarity."""
     n = len(embeddings)
     if n == 0 or not len(learner):
         return np.full(n, -1), np.full(n, np.nan, np.float32)
+    if not np.isinf(penalty):
+        inst_coarse = np.array([learner.coarse_of(i) for i in learner.instances()], np.int64)
+        sim = prior_similarities(embeddings, protos, coarse, inst_coarse, penalty)
+        idx = sim.argmax(axis=1)
+        return idx.astype(np.int64), sim[np.arange(n), idx].astype(np.float32)
     import torch
 
     idx, _ = learner.predict_index(torch.as_tensor(embeddings, dtype=torch.float32),

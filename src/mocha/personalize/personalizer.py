@@ -7,9 +7,10 @@
     for r in p.track("clip.mp4", stream=True): r.boxes.id   # tracked: one identity per track (docs/track.md)
 
 Student and translator stay frozen: enrolling stores support embeddings and a prototype in the gallery,
-nothing is retrained. A detected box is compared with the prototypes of its coarse class (conditional
-learner, SPEC); its cosine similarity to the chosen prototype is the open-set signal: below
-`min_similarity` it is reported as `unknown <coarse>` (instance id -1). The instance score maps similarity
+nothing is retrained. A detected box is compared with every prototype; the detector's coarse class is a
+prior, not a filter: instances of another class lose `coarse_penalty` of cosine similarity (inf: only the
+box's own class is searched, the SPEC's conditional learner). The best similarity is the open-set signal:
+below `min_similarity` the box is reported as `unknown <coarse>` (instance id -1). The instance score maps similarity
 to a probability with a logistic calibration (`calibration = {"slope", "center"}`, fitted by `mocha gallery tune`).
 Tracking reuses the same threshold: `min_similarity` is the identity rule's "not enrolled" option (`none_sim`).
 """
@@ -32,9 +33,11 @@ from mocha.personalize.engine import load_engine
 from mocha.personalize.gallery import Gallery, Support
 from mocha.personalize.matching import (
     DEFAULT_CALIBRATION,
+    DEFAULT_COARSE_PENALTY,
     DEFAULT_MIN_SIMILARITY,
     calibrated,
     identify,
+    prior_similarities,
     unit_prototypes,
 )
 from mocha.personalize.results import Boxes, Results
@@ -66,6 +69,7 @@ class Personalizer:
         engine: Any,
         gallery: Gallery,
         min_similarity: float | None = None,
+        coarse_penalty: float | None = None,
         conf: float = 0.25,
         iou: float = 0.6,
         max_det: int = 300,
@@ -80,6 +84,10 @@ class Personalizer:
         self.names = list(engine.names)
         ms = gallery.get_setting("min_similarity") if min_similarity is None else min_similarity
         self.min_similarity = float(DEFAULT_MIN_SIMILARITY if ms is None else ms)
+        cp = gallery.get_setting("coarse_penalty") if coarse_penalty is None else coarse_penalty
+        self.coarse_penalty = float(DEFAULT_COARSE_PENALTY if cp is None else cp)
+        if not self.coarse_penalty >= 0:
+            raise ConfigError(f"coarse_penalty={coarse_penalty}: must be >= 0 (inf = only the box's own class)")
         self.calibration = dict(gallery.get_setting("calibration") or DEFAULT_CALIBRATION)
         self.conf, self.iou, self.max_det, self.enroll_conf = float(conf), float(iou), int(max_det), float(enroll_conf)
         self.learner = ConditionalLearner(fallback="drop")
@@ -104,7 +112,7 @@ class Personalizer:
         """Open (or create) `gallery` for `bundle` (a bundle folder; for backend="onnx" its export folder).
 
         With an existing gallery the bundle may be omitted (the gallery records its path); with none the
-        gallery lives in memory. Keywords: min_similarity, conf, iou, max_det, enroll_conf.
+        gallery lives in memory. Keywords: min_similarity, coarse_penalty, conf, iou, max_det, enroll_conf.
         """
         g = None
         if gallery is not None and str(gallery) != ":memory:" and Path(gallery).exists():
@@ -265,19 +273,15 @@ class Personalizer:
         return self._by_id
 
     def similarities(self, embeddings: np.ndarray, coarse: np.ndarray) -> np.ndarray:
-        """(n, K) cosine similarity of each box to every enrolled instance (columns: `gallery_ids`); -1 where the
-        instance is of another coarse class than the box (the conditional learner never names it)."""
-        ids, protos, inst_coarse = self._gallery_matrix()
-        e = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1) if len(embeddings) else \
-            np.zeros((0, protos.shape[1]), np.float32)
-        e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-        sim = e @ protos.T
-        sim[np.asarray(coarse, np.int64)[:, None] != inst_coarse[None, :]] = -1.0
-        return sim.astype(np.float32)
+        """(n, K) similarity of each box to every enrolled instance (columns: `gallery_ids`): cosine, minus
+        `coarse_penalty` for instances of another coarse class than the box (-1 there when the penalty is inf:
+        the conditional learner never names them)."""
+        _, protos, inst_coarse = self._gallery_matrix()
+        return prior_similarities(embeddings, protos, coarse, inst_coarse, self.coarse_penalty)
 
     def identify(self, embeddings: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest instance index (into learner.instances(); -1 none) and cosine similarity (NaN none) per box."""
-        return identify(self.learner, self._prototypes(), embeddings, coarse)
+        """Nearest instance index (into learner.instances(); -1 none) and its similarity (NaN none) per box."""
+        return identify(self.learner, self._prototypes(), embeddings, coarse, self.coarse_penalty)
 
     def detect(self, image: Any, conf: float | None = None, min_similarity: float | None = None) -> Results:
         """Detect and name enrolled instances in one image (path, RGB array or PIL image)."""
@@ -354,16 +358,20 @@ class Personalizer:
         detections) and whose `boxes.instance` is the track's identity, decided from all of its frames
         (mocha.track.identity; `unknown <coarse>` until the evidence is enough). As in ultralytics, only boxes
         in a confirmed track are shown. `identity="frame"` is the per-frame baseline (no tracker, every box
-        named on its own, `boxes.id` None). `params`: IdentityParams (default `identity_params()`). The tracker
-        restarts with every video of the source. A list, or with stream=True a generator."""
+        named on its own, `boxes.id` None). `conf`: default `TRACK_CONF` (0.1, as ultralytics' tracking: the
+        tracker's low-score pass needs those boxes) when tracking, the Personalizer's `conf` per frame.
+        `params`: IdentityParams (default `identity_params()`). The tracker restarts with every video of the
+        source. A list, or with stream=True a generator."""
         from mocha.track.run import MODES
-        from mocha.track.tracker import TRACKERS
+        from mocha.track.tracker import TRACK_CONF, TRACKERS
 
         TRACKERS.get(tracker)  # bad names fail here, before any frame is read
         if identity not in MODES:
             raise ConfigError(f"identity={identity}: unknown mode; choose one of {', '.join(MODES)}")
         thr = self.min_similarity if min_similarity is None else float(min_similarity)
         params = params if params is not None else self.identity_params(none_sim=thr)
+        if conf is None:
+            conf = min(self.conf, TRACK_CONF) if identity == "track" else self.conf
         gen = self._track(Source(source), tracker, identity, conf, thr, params)
         return gen if stream else list(gen)
 

@@ -100,8 +100,9 @@ class Results:
     image; `speed`: milliseconds per stage (preprocess, inference, embed, postprocess); `path`: the source
     file (None for arrays); `frame`: index inside a video (None for stills). `similarities`: (n, K) cosine
     similarity of every box to every enrolled instance, columns in `gallery_ids` order (the gallery's instance
-    ids, increasing), -1 for instances of another coarse class (the conditional learner never names those):
-    the raw evidence before any threshold, which the tracker's identity rule accumulates.
+    ids, increasing), minus the Personalizer's `coarse_penalty` for instances of another coarse class than the
+    box (-1 there with an infinite penalty: the conditional learner never names those): the raw evidence before
+    any threshold, which the tracker's identity rule accumulates.
     """
 
     orig_img: np.ndarray

@@ -1,8 +1,9 @@
 """Open-set tuning: choose `min_similarity` and fit the score calibration on a dataset's episodes.
 
 `tune_on_dataset(engine, data, ...)` (what `mocha gallery tune` runs) detects and embeds each image once,
-enrolls each episode's supports at their ground-truth boxes, then `tune_min_similarity` scans thresholds for
-the best mean strict mAP with the calibration `fit_calibration` fitted on the same data.
+enrolls each episode's supports at their ground-truth boxes, then, for each candidate `coarse_penalty`
+(mocha.personalize.matching), `tune_min_similarity` scans thresholds for the best mean strict mAP with the
+calibration `fit_calibration` fitted on the same data; the best (penalty, threshold) pair wins.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 from mocha.errors import ConfigError
 from mocha.personalize.boxes import iou_one
 from mocha.personalize.matching import DEFAULT_CALIBRATION, calibrated, identify, unit_prototypes
+
+PENALTIES = (float("inf"), 0.2, 0.1, 0.05, 0.0)  # coarse_penalty candidates: the SPEC's filter … class-agnostic
 
 
 @dataclass
@@ -99,8 +102,10 @@ def tune_min_similarity(
 def tune_on_dataset(
     engine: Any, data: str | Path, shots: int = 1, episodes: int = 10, seed: int = 0, conf: float = 0.1,
     iou: float = 0.6, max_det: int = 300, progress: bool = True,
+    penalties: Sequence[float] = PENALTIES,
 ) -> dict[str, Any]:
-    """Run `tune_min_similarity` on a dataset's episodes (e.g. mochaworld small) with a loaded engine.
+    """Run `tune_min_similarity` on a dataset's episodes (e.g. mochaworld small) with a loaded engine, once per
+    `coarse_penalty` candidate; returns the best run plus `coarse_penalty` and `penalties` (one row each).
 
     Each image is detected/embedded once (cached); per episode the supports' ground-truth boxes are enrolled
     into a fresh conditional learner, as `Personalizer.enroll` does."""
@@ -127,22 +132,31 @@ def tune_on_dataset(
                         "boxes": lb.to_original(dets[:, :4]), "dets": dets, "embs": embs}
         return cache[i]
 
-    per_episode, enrolled = [], []
+    learners = []
     for ep in bar(eps, desc="tune", unit="episode", enable=progress):
         learner = ConditionalLearner("drop")
         for inst, idxs in ep.support.items():
             vecs = [get(i)["gt_emb"][get(i)["inst"] == inst] for i in idxs]
             learner.add(int(inst), spec.coarse_of(inst), torch.as_tensor(np.concatenate(vecs)))
-        ids = learner.instances()
-        protos = unit_prototypes(learner, engine.dim)
-        queries = []
         for i in ep.query:
-            c = get(i)
-            idx, sim = identify(learner, protos, c["embs"], c["dets"][:, 5])
-            nearest = np.where(idx >= 0, np.asarray(ids)[np.clip(idx, 0, None)], -1) if len(ids) else idx
-            queries.append(QueryImage(c["boxes"], c["dets"][:, 4], nearest, sim, c["gt"], c["inst"]))
-        per_episode.append(queries)
-        enrolled.append(ids)
-    out = tune_min_similarity(per_episode, enrolled)
+            get(i)  # detect + embed now, under the progress bar
+        learners.append((ep, learner, unit_prototypes(learner, engine.dim)))
+    runs = []
+    for penalty in penalties:
+        per_episode, enrolled = [], []
+        for ep, learner, protos in learners:
+            ids = learner.instances()
+            queries = []
+            for i in ep.query:
+                c = get(i)
+                idx, sim = identify(learner, protos, c["embs"], c["dets"][:, 5], float(penalty))
+                nearest = np.where(idx >= 0, np.asarray(ids)[np.clip(idx, 0, None)], -1) if len(ids) else idx
+                queries.append(QueryImage(c["boxes"], c["dets"][:, 4], nearest, sim, c["gt"], c["inst"]))
+            per_episode.append(queries)
+            enrolled.append(ids)
+        runs.append(tune_min_similarity(per_episode, enrolled) | {"coarse_penalty": float(penalty)})
+    out = max(runs, key=lambda r: np.nan_to_num(r["strict_map"], nan=-1.0))  # first best: the larger penalty
+    out["penalties"] = [{"coarse_penalty": r["coarse_penalty"], "min_similarity": r["min_similarity"],
+                         "strict_map": r["strict_map"]} for r in runs]
     out.update({"data": str(data), "split": split, "shots": shots, "episodes": len(eps), "seed": seed, "conf": conf})
     return out

@@ -101,8 +101,8 @@ def gallery_remove(cfg: GalleryRemoveConfig) -> int:
 
 @dataclass(kw_only=True)
 class GalleryTuneConfig(Config):
-    """Choose min_similarity (max strict mAP) and fit the score calibration on a dataset's episodes; store
-    both in the gallery (detect then uses them)."""
+    """Choose coarse_penalty and min_similarity (max strict mAP) and fit the score calibration on a dataset's
+    episodes; store them in the gallery (detect, track and serve then use them)."""
 
     gallery: Path = option(help="gallery file (its bundle is used)", exists=True)
     data: Path = option(help="dataset YAML with episodes, e.g. mochaworld small", exists=True)
@@ -115,7 +115,8 @@ class GalleryTuneConfig(Config):
 
 
 def gallery_tune(cfg: GalleryTuneConfig) -> dict[str, Any]:
-    """Tune, store `min_similarity`, `calibration` and `tuned_on` in the gallery; returns the tuning result."""
+    """Tune, store `coarse_penalty`, `min_similarity`, `calibration` and `tuned_on` in the gallery; returns the
+    tuning result."""
     from mocha.personalize.engine import load_engine
     from mocha.personalize.gallery import Gallery
     from mocha.personalize.tuning import tune_on_dataset
@@ -127,11 +128,15 @@ def gallery_tune(cfg: GalleryTuneConfig) -> dict[str, Any]:
         g.check_bundle(engine.digest, g.bundle_path)
         out = tune_on_dataset(engine, cfg.data, shots=cfg.shots, episodes=cfg.episodes, seed=cfg.seed, conf=cfg.conf,
                               progress=cfg.progress)
+        g.set_setting("coarse_penalty", out["coarse_penalty"])
         g.set_setting("min_similarity", out["min_similarity"])
         g.set_setting("calibration", out["calibration"])
         g.set_setting("tuned_on", {k: out[k] for k in ("data", "split", "shots", "episodes", "seed", "conf")})
+    for row in out["penalties"]:
+        print(f"coarse_penalty {row['coarse_penalty']:<4}  best min_similarity {row['min_similarity']:+.2f}  "
+              f"strict mAP {row['strict_map']:.4f}")
     for row in out["table"]:
         print(f"min_similarity {row['min_similarity']:+.2f}  strict mAP {row['strict_map']:.4f}")
-    print(f"chosen min_similarity {out['min_similarity']:+.2f} (strict mAP {out['strict_map']:.4f}), "
-          f"calibration {out['calibration']} → stored in {cfg.gallery}")
+    print(f"chosen coarse_penalty {out['coarse_penalty']}, min_similarity {out['min_similarity']:+.2f} (strict mAP "
+          f"{out['strict_map']:.4f}), calibration {out['calibration']} → stored in {cfg.gallery}")
     return out

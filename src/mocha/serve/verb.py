@@ -12,6 +12,7 @@ from typing import Any
 from mocha.core.config import Config, option
 from mocha.errors import ConfigError
 from mocha.personalize.engine import BACKENDS
+from mocha.personalize.matching import coarse_penalty_option
 
 
 @dataclass(kw_only=True)
@@ -34,6 +35,7 @@ class ServeConfig(Config):
     max_det: int = option(300, help="max boxes per image", ge=1)
     min_similarity: float | None = option(None, help="default open-set threshold", ge=-1, le=1,
                                           default_text="the gallery's, else 0.0")
+    coarse_penalty: float | None = coarse_penalty_option()
     enroll_conf: float = option(0.05, help="detector confidence for choosing/classifying enrolment boxes", ge=0, le=1)
     max_upload_mb: float = option(20.0, help="largest request body in MiB (larger: HTTP 413)", gt=0)
     device: str = option("", help="'' = CUDA if present else cpu")
@@ -58,7 +60,7 @@ def load_personalizer(cfg: ServeConfig) -> Any:
     model = cfg.onnx if cfg.backend == "onnx" else cfg.bundle
     return Personalizer.load(model, cfg.gallery, backend=cfg.backend, device=cfg.device or None, threads=cfg.threads,
                              conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity,
-                             enroll_conf=cfg.enroll_conf)
+                             coarse_penalty=cfg.coarse_penalty, enroll_conf=cfg.enroll_conf)
 
 
 def serve(cfg: ServeConfig) -> None:

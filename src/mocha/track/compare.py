@@ -23,8 +23,14 @@ if TYPE_CHECKING:
 
 def compare_modes(frames: Sequence[Any], gt: MotTable, detect_fn: DetectFn, gallery: Sequence[int],
                   names: list[str], coarse_names: list[str], tracker: str = "bytetrack",
-                  params: IdentityParams | None = None, progress: bool = False) -> dict[str, Any]:
+                  params: IdentityParams | None = None, progress: bool = False,
+                  frame_conf: float | None = None) -> dict[str, Any]:
     """Run both modes over `frames` (decoded once, reused) and score them against `gt`.
+
+    `frame_conf`: the per-frame mode sees only boxes at or above it (detect's threshold), while the tracker gets
+    every box `detect_fn` returns (ByteTrack extends its tracks with low-score boxes; ultralytics tracks at
+    conf 0.1 for that reason). NMS keeps the higher box of an overlapping pair, so filtering the low-threshold
+    detections is exactly detecting at `frame_conf`.
 
     `gallery[k]` is the ground-truth instance id of enrolled instance k (`names[k]`). The MOT metrics use the
     shown identity as the hypothesis id (what a user tells objects apart by), so a name flickering between
@@ -34,8 +40,9 @@ def compare_modes(frames: Sequence[Any], gt: MotTable, detect_fn: DetectFn, gall
     n = len(frames)
     out: dict[str, Any] = {"frames": n, "tracker": tracker}
     for mode in MODES:
+        fn = detect_fn if mode == "track" or frame_conf is None else _at_least(detect_fn, frame_conf)
         t0 = time.perf_counter()
-        results = run_clip(frames, detect_fn, names, coarse_names, tracker=tracker, identity=mode, params=params,
+        results = run_clip(frames, fn, names, coarse_names, tracker=tracker, identity=mode, params=params,
                            total=n, progress=progress)
         seconds = time.perf_counter() - t0
         by_identity = results_table(results, gallery, by="identity")
@@ -49,10 +56,18 @@ def compare_modes(frames: Sequence[Any], gt: MotTable, detect_fn: DetectFn, gall
     return out
 
 
+def _at_least(detect_fn: DetectFn, conf: float) -> DetectFn:
+    def fn(image: Any, i: int) -> Any:
+        d = detect_fn(image, i)
+        return d.subset(d.conf >= conf)
+
+    return fn
+
+
 def compare_world(path: str | Path, detector: Callable[[VideoWorld, VideoClip, list[int]], DetectFn],
                   tracker: str = "bytetrack",
                   gallery: Sequence[int] | None = None, params: IdentityParams | None = None,
-                  progress: bool = False) -> dict[str, Any]:
+                  progress: bool = False, frame_conf: float | None = None) -> dict[str, Any]:
     """`compare_modes` on every clip of a generated video world (`mocha world video`).
 
     `detector(world, clip, gallery)` builds the clip's detect function, its similarity columns in `gallery` order
@@ -67,7 +82,7 @@ def compare_world(path: str | Path, detector: Callable[[VideoWorld, VideoClip, l
     for clip in world.clips:
         frames = list(clip.read_frames())
         r = compare_modes(frames, read_mot(clip.gt), detector(world, clip, ids), ids, names, world.names,
-                          tracker=tracker, params=params, progress=progress)
+                          tracker=tracker, params=params, progress=progress, frame_conf=frame_conf)
         clips.append({"clip": clip.name} | r)
     out: dict[str, Any] = {"tracker": tracker, "clips": clips, "frames": sum(c["frames"] for c in clips)}
     for mode in MODES:

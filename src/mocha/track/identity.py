@@ -27,9 +27,9 @@ class IdentityParams:
     none_sim: float = 0.5  # similarity of the "not enrolled" option: a box must beat it to be named
     decay: float = 0.9  # evidence kept per observation: memory of about 1/(1-decay) = 10 observations
     floor: float = -4.0  # per-frame log-probability floor: one bad frame costs an option at most 4 nats
-    enter_margin: float = 3.0  # lead (nats) over the runner-up before an unknown track shows a name
+    enter_margin: float = 2.0  # lead (nats) over the runner-up before an unknown track shows a name
     switch_margin: float = 6.0  # lead (nats) over the shown option before a track changes its name
-    min_frames: int = 3  # observations before a track shows any name
+    min_frames: int = 1  # observations before a track shows any name (the tracker confirms a track on its 2nd)
     forget_after: int = 300  # frames a vanished track's evidence is kept
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from mocha.core.config import option
 from mocha.core.runs import unique_stem
 from mocha.errors import DataError
 from mocha.personalize.engine import EngineOptions
+from mocha.personalize.matching import coarse_penalty_option
 from mocha.track.run import MODES
 from mocha.track.tracker import list_trackers
 
@@ -42,11 +43,13 @@ class TrackConfig(EngineOptions):
     project: Path = option(Path("runs/track"), help="parent folder of runs")
     name: str = option("exp", help="run name: <project>/<name>/")
     exist_ok: bool = option(False, help="reuse <project>/<name>/ instead of name2, name3, ...")
-    conf: float = option(0.25, help="detector confidence threshold", ge=0, le=1)
+    conf: float | None = option(None, help="detector confidence threshold", ge=0, le=1,
+                                default_text="0.1 for identity=track (the tracker's low-score pass), 0.25 for frame")
     iou: float = option(0.6, help="NMS IoU", ge=0, le=1)
     max_det: int = option(300, help="max boxes per frame", ge=1)
     min_similarity: float | None = option(None, help="open-set threshold: a track must be more similar than this "
                                           "to be named", ge=-1, le=1, default_text="the gallery's, else 0.0")
+    coarse_penalty: float | None = coarse_penalty_option()
     imgsz: int | None = option(None, help="inference size (enroll at the same size)", ge=32, multiple_of=32,
                                default_text="the bundle's")
     progress: bool = option(True, help="progress in frames/s (a line every few seconds when not on a terminal)")
@@ -63,9 +66,10 @@ def track(cfg: TrackConfig) -> Path:
     from mocha.personalize.sources import Source
 
     source = Source(cfg.source)  # missing files fail before the model loads or a run folder appears
-    with Personalizer.load(cfg.model, cfg.gallery, backend=cfg.backend, device=cfg.device or None, conf=cfg.conf,
-                           iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity, imgsz=cfg.imgsz) as p:
-        frames = p.track(source, stream=True, tracker=cfg.tracker, identity=cfg.identity)
+    with Personalizer.load(cfg.model, cfg.gallery, backend=cfg.backend, device=cfg.device or None,
+                           iou=cfg.iou, max_det=cfg.max_det, min_similarity=cfg.min_similarity,
+                           coarse_penalty=cfg.coarse_penalty, imgsz=cfg.imgsz) as p:
+        frames = p.track(source, stream=True, tracker=cfg.tracker, identity=cfg.identity, conf=cfg.conf)
         t0 = time.perf_counter()
         first = next(frames, None)  # an undecodable video or an absent webcam fails here, before a run folder
         if first is None:
