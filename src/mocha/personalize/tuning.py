@@ -19,7 +19,8 @@ from mocha.errors import ConfigError
 from mocha.personalize.boxes import iou_one
 from mocha.personalize.matching import DEFAULT_CALIBRATION, calibrated, identify, unit_prototypes
 
-PENALTIES = (float("inf"), 0.2, 0.1, 0.05, 0.0)  # coarse_penalty candidates: the SPEC's filter … class-agnostic
+# coarse_penalty candidates, from the SPEC's filter (inf) to class-agnostic (0)
+PENALTIES = (float("inf"), 0.5, 0.3, 0.2, 0.1, 0.05, 0.0)
 
 
 @dataclass
