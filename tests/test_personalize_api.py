@@ -168,7 +168,7 @@ def test_default_enrol_votes_the_coarse_class_from_detections(bundle, tmp_path, 
 
 
 def test_open_set_threshold_and_calibration(bundle):
-    p = Personalizer.load(bundle, min_similarity=0.5)
+    p = Personalizer.load(bundle, min_similarity=0.5, coarse_penalty=float("inf"))  # the SPEC's conditional learner
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(2, 32)).astype(np.float32)
     b -= a * (a @ b) / (a @ a)  # orthogonal to a
@@ -188,6 +188,14 @@ def test_open_set_threshold_and_calibration(bundle):
     assert r.boxes.instance_conf[0] == pytest.approx(calibrated(np.array([1.0]), DEFAULT_CALIBRATION)[0])
     r = p.results(np.zeros((100, 100, 3), np.uint8), lb, dets, np.stack([a * 3, b, a]), min_similarity=-0.5)
     assert r.labels[:2] == ["A", "A"]
+    # The coarse class as a prior: the can-class box whose embedding is A's is named A at similarity 1 - penalty
+    # when that still clears the threshold, and stays unknown when the penalty is larger than the margin.
+    p.coarse_penalty, p._by_id = 0.2, None
+    r = p.results(np.zeros((100, 100, 3), np.uint8), lb, dets, np.stack([a * 3, b, a]))
+    assert r.labels == ["A", "unknown mug", "A"] and r.boxes.similarity[2] == pytest.approx(0.8, abs=1e-5)
+    np.testing.assert_allclose(r.similarities[:, 0], [1.0, 0.0, 0.8], atol=1e-5)
+    p.coarse_penalty = 0.6
+    assert p.results(np.zeros((100, 100, 3), np.uint8), lb, dets, np.stack([a * 3, b, a])).labels[2] == "unknown can"
     assert calibrated(np.array([0.2, 0.5, 0.9]), {"slope": 10, "center": 0.5}).tolist() == pytest.approx(
         [1 / (1 + np.exp(3)), 0.5, 1 / (1 + np.exp(-4))], rel=1e-5)
 

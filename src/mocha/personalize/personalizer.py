@@ -316,11 +316,17 @@ class Personalizer:
         t0 = time.perf_counter()
         thr = self.min_similarity if min_similarity is None else float(min_similarity)
         coarse = dets[:, 5].astype(np.int64)
-        idx, sim = self.identify(embs, coarse)
-        known = (idx >= 0) & (sim >= thr)
-        order = self.learner.instances()
-        instance = np.array([self._ids[order[i]] if k else -1 for i, k in zip(idx.tolist(), known.tolist(),
-                                                                               strict=True)], np.int64)
+        sims = self.similarities(embs, coarse)
+        ids = np.asarray(self.gallery_ids, np.int64)
+        if np.isinf(self.coarse_penalty) or not len(ids):  # the conditional learner's own choice
+            idx, sim = self.identify(embs, coarse)
+            order = self.learner.instances()
+            named = np.array([self._ids[order[i]] if i >= 0 else -1 for i in idx.tolist()], np.int64)
+        else:  # the best column of the (penalised) similarity matrix: computed once for naming and tracking
+            col = sims.argmax(axis=1) if len(sims) else np.zeros(0, np.int64)
+            named, sim = ids[col], sims[np.arange(len(sims)), col].astype(np.float32)
+        known = (named >= 0) & (sim >= thr)
+        instance = np.where(known, named, -1).astype(np.int64)
         inst_conf = np.where(known, calibrated(sim, self.calibration), 0.0).astype(np.float32)
         det = dets[:, 4].astype(np.float32)
         h, w = img.shape[:2]
@@ -329,7 +335,6 @@ class Personalizer:
             conf=det, cls=coarse, instance=instance, similarity=sim.astype(np.float32), instance_conf=inst_conf,
             score=np.where(known, det * inst_conf, det).astype(np.float32), orig_shape=(int(h), int(w)),
         )
-        sims = self.similarities(embs, coarse)
         speed = dict(speed or {})
         speed["postprocess"] = (time.perf_counter() - t0) * 1e3
         return Results(orig_img=img, boxes=boxes, names=dict(enumerate(self.names)),
