@@ -26,7 +26,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -51,16 +50,10 @@ PROMPT_BOX = [40.0, 60.0, 160.0, 300.0]  # the visual prompt / query region in t
 
 
 def _timing_loop(fn: Any, warmup: int) -> None:
-    """Warm up, print "ready", then answer each "time" line with "<ms> <boxes>" until "quit"."""
-    for _ in range(warmup):
-        fn()
-    print("ready", flush=True)
-    for line in sys.stdin:
-        if line.strip() != "time":
-            break
-        t0 = time.perf_counter()
-        boxes = fn()
-        print(f"{(time.perf_counter() - t0) * 1000:.4f} {boxes}", flush=True)
+    """Serve timed calls of `fn` (→ boxes) over stdin/stdout (mocha.bench.worker's protocol)."""
+    from mocha.bench.worker import serve_timed_calls
+
+    serve_timed_calls(lambda: (fn(), {}), warmup)
 
 
 def _yoloe(img: np.ndarray) -> Any:

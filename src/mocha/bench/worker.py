@@ -10,11 +10,30 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
 
 def thread_env(threads: int) -> dict[str, str]:
     """The environment of a worker limited to `threads` OpenMP/MKL threads."""
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def serve_timed_calls(fn: Callable[[], tuple[int, dict[str, float]]], warmup: int,
+                      after: Callable[[], dict[str, float]] | None = None) -> None:
+    """The worker's side of the protocol: call `fn` `warmup` times, print `ready`, then answer each `time` line
+    with `<ms> <boxes> key=value ...` (`fn()` → (boxes, numbers), then `after()`'s numbers, untimed) until `quit`."""
+    for _ in range(warmup):
+        fn()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() != "time":
+            break
+        t0 = time.perf_counter()
+        boxes, numbers = fn()
+        ms = (time.perf_counter() - t0) * 1000
+        numbers = {**numbers, **(after() if after else {})}
+        print(" ".join([f"{ms:.4f}", str(int(boxes)), *(f"{k}={v:.4f}" for k, v in numbers.items())]), flush=True)
 
 
 class TimedWorker:

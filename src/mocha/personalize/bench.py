@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from mocha.bench.core import BenchResult
-from mocha.bench.worker import TimedWorker
+from mocha.bench.worker import TimedWorker, serve_timed_calls
 
 IMGSZ = 640
 MODES = ("plain_torch", "plain_onnx", "torch", "onnx", "int8")
@@ -236,17 +236,7 @@ def _worker(argv: list[str]) -> None:
     fn = plain if a.mode.startswith("plain") else personalized
     proc = psutil.Process()
     with torch.inference_mode():
-        for _ in range(a.warmup):
-            fn()
-        print("ready", flush=True)
-        for line in sys.stdin:
-            if line.strip() != "time":
-                break
-            t0 = time.perf_counter()
-            boxes, stages = fn()
-            ms = (time.perf_counter() - t0) * 1000
-            extra = " ".join(f"{k}={v:.4f}" for k, v in stages.items())
-            print(f"{ms:.4f} {boxes} {extra} rss={proc.memory_info().rss / 2**20:.1f}", flush=True)
+        serve_timed_calls(fn, a.warmup, after=lambda: {"rss": proc.memory_info().rss / 2**20})
 
 
 def _worker_process(mode: str, setup: dict[str, Any], warmup: int, threads: int) -> TimedWorker:
