@@ -81,6 +81,22 @@ def read_manifest(folder: str | Path, filename: str, fmt: str, what: str, hint: 
     return meta
 
 
+def read_safetensors(path: str | Path, what: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; one ConfigError naming the file (and `what` it should be)
+    when it cannot be read."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from mocha.errors import ConfigError
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path)), meta
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise ConfigError(f"{path}: not a readable safetensors {what} ({exc})") from None
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file's bytes, read in 1 MiB chunks (the one hashing helper for shipped and saved files)."""
     h = hashlib.sha256()

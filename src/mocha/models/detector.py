@@ -80,16 +80,11 @@ class Student(RegionDetector):
 
     @classmethod
     def _load_safetensors(cls, path: Path) -> Student:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
         from ultralytics.nn.tasks import DetectionModel
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-        except Exception as exc:  # safetensors raises several types for corrupt files
-            raise ConfigError(f"{path}: not a readable safetensors student checkpoint ({exc})") from None
+        from mocha.io import read_safetensors
+
+        state, meta = read_safetensors(path, "student checkpoint")
         if "mocha_student" not in meta:
             raise ConfigError(f"{path}: safetensors file has no mocha student metadata")
         try:  # metadata edited or corrupted outside mocha: one error naming the file, not the parser's

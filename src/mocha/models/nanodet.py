@@ -155,16 +155,10 @@ class NanoDetStudent(RegionDetector):
     @classmethod
     def load(cls, path: str | Path) -> NanoDetStudent:
         """Load a NanoDet safetensors file (the shipped `nanodet-g.safetensors` or one from `save`)."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from mocha.io import read_safetensors
 
         path = Path(path)
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-        except Exception as exc:  # safetensors raises several types for corrupt files
-            raise ConfigError(f"{path}: not a readable safetensors NanoDet checkpoint ({exc})") from None
+        state, meta = read_safetensors(path, "NanoDet checkpoint")
         if meta.get("format") != FORMAT:
             raise ConfigError(f"{path}: not a NanoDet checkpoint (format {meta.get('format')!r}, expected {FORMAT})")
         info = json.loads(meta["mocha_student"])
