@@ -89,7 +89,7 @@ def weights_fingerprint(bundle: Path) -> str:
     from mocha.models.bundle import load_bundle, tensors_digest
 
     b = load_bundle(bundle)
-    return tensors_digest([b.student.model.state_dict(), b.translator.state_dict()])[:16]
+    return tensors_digest([b.student.weights_state(), b.translator.state_dict()])[:16]
 
 
 def gallery_fingerprint(path: Path) -> list[Any]:

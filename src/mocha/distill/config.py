@@ -10,6 +10,7 @@ from typing import Any
 from mocha.core.config import Config, option
 from mocha.distill.recipes import DEFAULT_RECIPE, RECIPE_FIELDS, get_recipe, list_recipes
 from mocha.distill.recipes import recipe_default_text as _rt
+from mocha.distill.self_distill import DET_LOSSES
 from mocha.errors import ConfigError
 
 # Options that may differ when resuming: they do not change the weights (kept out of the bundle's config).
@@ -34,8 +35,8 @@ class DistillConfig(Config):
     data: Path | None = option(None, help="dataset YAML (required unless resume)", exists=True)
     store: Path | None = option(None, help="teacher embedding store (from `mocha teacher extract`)")
     pca: Path | None = option(None, help="PCA artifact (from `mocha teacher pca`); its dim is d_t")
-    student: Path | None = option(None, help="stage-1 student (.safetensors, bundle folder or ultralytics .pt)",
-                                  exists=True)
+    student: Path | None = option(None, help="stage-1 student (.safetensors, bundle folder or ultralytics .pt), "
+                                  "or a shipped one by name (nanodet-g)")
     recipe: str = option(DEFAULT_RECIPE, help="named schedule: " + " | ".join(list_recipes()),
                          choices=list_recipes())
     # --- recipe-governed (None = the recipe's value)
@@ -70,7 +71,11 @@ class DistillConfig(Config):
     train_split: str = option("base_train", help="split to distill on")
     val_split: str = option("base_val", help="split whose first val_images images choose best/")
     val_images: int = option(200, help="size of the fixed validation subset (first N images, sorted by path)", ge=1)
-    heads: int = option(14, help="translator attention heads (must divide the student's region dim)", ge=1)
+    heads: int | None = option(None, help="translator attention heads (must divide the student's region dim)", ge=1,
+                               default_text="region dim / 32: 14 for YOLOv8n, 12 for NanoDet-g")
+    det_loss: str = option("auto", help="L_det of detection epochs: labels (the student's own loss on the boxes) | "
+                           "self (distil its frozen outputs, keeping its detections) | auto (labels when the student "
+                           "has that loss, else self)", choices=DET_LOSSES)
     emb_group: int = option(0, help="images per L_emb group; 0 = the per-process batch", ge=0)
     seed: int = option(42, help="random seed")
     # --- run folder

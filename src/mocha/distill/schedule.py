@@ -38,8 +38,8 @@ def param_groups(
     wd_head: float,
 ) -> list[dict]:
     """Three groups: translator; student detection head (no weight decay by default); rest of the student."""
-    head = student.model.model[-1]
-    head_ids = {id(p) for p in head.parameters()}
+    head = student.head_parameters()
+    head_ids = {id(p) for p in head}
     rest = [p for p in student.parameters() if id(p) not in head_ids]
     return [
         {
@@ -48,7 +48,7 @@ def param_groups(
             "lr": lr_translator,
             "weight_decay": wd_translator,
         },
-        {"name": "student_head", "params": list(head.parameters()), "lr": lr_student, "weight_decay": wd_head},
+        {"name": "student_head", "params": head, "lr": lr_student, "weight_decay": wd_head},
         {"name": "student", "params": rest, "lr": lr_student, "weight_decay": wd_student},
     ]
 

@@ -1,7 +1,8 @@
 """The stage-2 `Trainer`: runs SPEC's schedule on prepared splits, in one process or on every torchrun rank.
 
 Epoch kinds (1-based): every `det_every`-th epoch is a *detection epoch* — the whole student trains
-(BN in train mode) with λ_det·L_det + λ_dist·L_dist + λ_emb·L_emb, ultralytics' v8DetectionLoss as L_det.
+(BN in train mode) with λ_det·L_det + λ_dist·L_dist + λ_emb·L_emb, ultralytics' v8DetectionLoss as L_det, or,
+for a student without that loss (`det_loss=self`), the distillation of its own frozen outputs (self_distill.py).
 All other epochs train the translator only (student and BN frozen) with λ_dist·L_dist + λ_emb·L_emb.
 
 Speed: in translator-only epochs the student is frozen and there is no augmentation, so its pooled
@@ -42,6 +43,7 @@ from mocha.distill.checkpoint import load_checkpoint, save_checkpoint
 from mocha.distill.config import RUNTIME_FIELDS, DistillConfig
 from mocha.distill.data import SplitData, epoch_plan, groups_of
 from mocha.distill.losses import dist_loss, emb_loss
+from mocha.distill.self_distill import OutputDistillation, resolve_det_loss
 from mocha.errors import ConfigError, MochaError
 from mocha.models.detector import Student
 from mocha.models.translator import Translator
@@ -78,7 +80,11 @@ class Trainer:
             raise ConfigError(f"split {cfg.train_split!r} has no boxes: nothing to distill")
         torch.manual_seed(cfg.seed)  # identical translator init on every rank
         self.student = student.to(self.device)
-        self.translator = Translator(student.region_dim, d_t, heads=cfg.heads).to(self.device)
+        self.translator = Translator(student.region_dim, d_t, heads=cfg.heads or student.region_dim // 32).to(
+            self.device)
+        # L_det: the student's own loss on labelled boxes, or its frozen outputs (the student as it is now)
+        self.det_loss = resolve_det_loss(cfg.det_loss, student) if cfg.det_every else "none"
+        self.self_distill = OutputDistillation(student).to(self.device) if self.det_loss == "self" else None
         if self.translator.out_dim != d_t:
             raise ConfigError(f"translator output {self.translator.out_dim} != target dim {d_t}")
         groups = schedule.param_groups(
@@ -220,9 +226,12 @@ class Trainer:
         batch = data.batch(local)
         images = batch["images"].to(self.device)
         boxes = [data.boxes[i].to(self.device) for i in local]
-        targets = {k: v.to(self.device) for k, v in yolo_targets(batch).items()}
         feats, raw = self.student(images)
-        det_sum, _ = self.student.detection_loss(raw, targets)
+        if self.self_distill is not None:
+            det_sum = self.self_distill.loss(images, raw)
+        else:
+            targets = {k: v.to(self.device) for k, v in yolo_targets(batch).items()}
+            det_sum, _ = self.student.detection_loss(raw, targets)
         images_global = sum(len(r) for r in step)
         l_det = det_sum / images_global  # ultralytics returns (box+cls+dfl) × local batch size
         pred = self.translator(self.student.region_features(feats, boxes).float())

@@ -44,8 +44,7 @@ class DetectorGraph(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         feats, raw = self.student(images)
-        pred = raw[0] if isinstance(raw, tuple) else raw
-        return (pred, *feats)
+        return (self.student.export_predictions(raw, tuple(images.shape[-2:])), *feats)
 
 
 class LinearTranslator(nn.Module):

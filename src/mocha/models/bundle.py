@@ -77,7 +77,7 @@ class Bundle:
         """Hash of all tensors + config (+ the PCA digest)."""
         pca_digest = str(_attr(self.pca, "digest")) if self.pca is not None else self.pca_digest
         return tensors_digest(
-            [self.student.model.state_dict(), self.translator.state_dict()], {"config": self.config, "pca": pca_digest}
+            [self.student.weights_state(), self.translator.state_dict()], {"config": self.config, "pca": pca_digest}
         )[:16]
 
     @property

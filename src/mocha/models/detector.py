@@ -32,6 +32,8 @@ def _loss_hyperparameters() -> Any:
 class Student(RegionDetector):
     """YOLO detector + multi-scale region features. Images: (B,3,S,S) RGB in [0,1], S a multiple of 32."""
 
+    has_detection_loss = True
+
     def __init__(self, model: nn.Module, names: list[str], cfg: dict[str, Any]) -> None:
         super().__init__()
         self.model = model
@@ -59,6 +61,8 @@ class Student(RegionDetector):
     def load(cls, path: str | Path) -> Student | nanodet.NanoDetStudent:
         """Load our `.safetensors` checkpoint (YOLO or NanoDet), an ultralytics `.pt`, or build from a `*.yaml`."""
         path = Path(path)
+        if not path.exists() and str(path) in SHIPPED:  # a shipped student by name: `student=nanodet-g`
+            return SHIPPED[str(path)]()
         if path.suffix in (".yaml", ".yml") and not path.exists():
             raise ConfigError(f"{path}: a model YAML needs class names; use Student.create(cfg, names)")
         if not path.exists():
@@ -139,6 +143,23 @@ class Student(RegionDetector):
         """What must match between a checkpoint and the code using it."""
         return {"cfg": self.cfg, "nc": len(self.names), "feature_dims": list(self.feature_dims)}
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.model[-1].parameters())
+
+    def weights_state(self) -> dict[str, Tensor]:
+        return self.model.state_dict()  # without the wrapper's `model.` prefix: digests of earlier bundles hold
+
+    def export_predictions(self, raw: Any, size: tuple[int, int]) -> Tensor:
+        return raw[0] if isinstance(raw, tuple) else raw  # the Detect head decodes in pixels already
+
+    def dense_outputs(self, raw: Any) -> tuple[Tensor, Tensor]:
+        """Train-mode head output (ultralytics' dict of `boxes` (B, 4·reg_max, N) and `scores` (B, C, N))."""
+        out = raw[1] if isinstance(raw, tuple) else raw
+        if not isinstance(out, dict) or "boxes" not in out or "scores" not in out:
+            raise ConfigError("this ultralytics version's Detect head output has no boxes/scores: "
+                              "det_loss=self is not available for this student")
+        return out["scores"].transpose(1, 2), out["boxes"].transpose(1, 2)
+
     # ----------------------------------------------------------------- inference
     def forward(self, images: Tensor) -> tuple[list[Tensor], Any]:
         """Run the detector; return the P3/P4/P5 maps feeding the head and the raw head output."""
@@ -176,6 +197,10 @@ for _arch, _about in (("yolov8n", "YOLOv8 nano (3.2 M parameters, the default)")
     STUDENTS.register(_arch, lambda names, _cfg=f"{_arch}.yaml": Student.create(_cfg, names=names), help=_about)
 STUDENTS.register(nanodet.ARCHITECTURE, nanodet.load_shipped,
                   help="NanoDet-g with real COCO-80 weights (3.8 M parameters, shipped; docs/nanodet.md)")
+
+
+# Students that come with weights, loadable by name wherever a checkpoint path is accepted (`student=nanodet-g`).
+SHIPPED = {nanodet.ARCHITECTURE: nanodet.load_shipped}
 
 
 def list_students() -> list[str]:

@@ -196,6 +196,12 @@ class NanoDetStudent(RegionDetector):
         """What must match between a checkpoint and the code using it."""
         return {"cfg": ARCHITECTURE, "nc": len(self.names), "feature_dims": list(self.feature_dims)}
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters())
+
+    def dense_outputs(self, raw: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+        return torch.cat([c for c, _ in raw], 1), torch.cat([d for _, d in raw], 1)
+
     # ----------------------------------------------------------------- inference
     def preprocess(self, images: Tensor) -> Tensor:
         """Our RGB [0,1] batch → NanoDet's input: BGR channel order, 0..255, per-channel mean/std."""
@@ -225,16 +231,26 @@ class NanoDetStudent(RegionDetector):
             out.append(torch.cat((boxes, logits.sigmoid()), -1))
         return torch.cat(out, 1)
 
+    def clipped(self, raw: list[tuple[Tensor, Tensor]], size: tuple[int, int]) -> Tensor:
+        """`decode` with the boxes clipped to the image (what both post-processing paths start from)."""
+        h, w = size
+        pred = self.decode(raw, size)
+        boxes = torch.minimum(pred[..., :4].clamp(min=0), pred.new_tensor([w, h, w, h]))
+        return torch.cat((boxes, pred[..., 4:]), -1)
+
+    def export_predictions(self, raw: list[tuple[Tensor, Tensor]], size: tuple[int, int]) -> Tensor:
+        pred = self.clipped(raw, size)
+        xy, wh = (pred[..., :2] + pred[..., 2:4]) / 2, pred[..., 2:4] - pred[..., :2]
+        return torch.cat((xy, wh, pred[..., 4:]), -1).transpose(1, 2)
+
     def postprocess(self, raw: list[tuple[Tensor, Tensor]], size: tuple[int, int], conf: float = 0.1,
                     iou: float = 0.6, max_det: int = 300) -> list[Tensor]:
         """Decode + per-class NMS → per image (n,6) xyxy, conf, cls in letterboxed pixels, best first."""
         from torchvision.ops import batched_nms
 
-        h, w = size
         dets = []
-        for pred in self.decode(raw, size):
-            boxes = pred[:, :4].clamp(min=0)
-            boxes = torch.minimum(boxes, boxes.new_tensor([w, h, w, h]))
+        for pred in self.clipped(raw, size):
+            boxes = pred[:, :4]
             scores, cls = pred[:, 4:].max(1)  # one class per cell, as NanoDet's own post-processing
             keep = scores > conf
             boxes, scores, cls = boxes[keep], scores[keep], cls[keep]

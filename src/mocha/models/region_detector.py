@@ -1,7 +1,9 @@
 """What every student architecture shares: detections and pooled region features from one forward.
 
 A student (`Student` for YOLO, `NanoDetStudent`) implements `forward(images) -> (P3/P4/P5 maps, raw head
-output)`, `postprocess(raw, size, conf, iou, max_det)` and sets `strides`; `detect` and `region_features` follow.
+output)`, `postprocess(raw, size, conf, iou, max_det)`, `head_parameters()`, `dense_outputs(raw)` and sets
+`strides`; `detect` and `region_features` follow. `has_detection_loss` says whether it can train on labelled boxes
+(`detection_loss`); stage 2 otherwise keeps its detection by distilling its own frozen `dense_outputs`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,24 @@ class RegionDetector(nn.Module):
     """Base of the students: `detect` (eval mode, no grad) and `region_features` (f_A) over its maps."""
 
     strides: tuple[int, ...]
+    has_detection_loss: bool = False
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The detection head's parameters (stage 2 gives them their own weight decay)."""
+        raise NotImplementedError
+
+    def weights_state(self) -> dict[str, Tensor]:
+        """The tensors a bundle's digest covers (the model's own state dict)."""
+        return self.state_dict()
+
+    def export_predictions(self, raw: Any, size: tuple[int, int]) -> Tensor:
+        """Eval-mode head output → (B, 4 + C, N) xywh boxes + class scores, ultralytics' layout, which the ONNX
+        detector graph returns and `ultralytics.utils.nms.non_max_suppression` reads."""
+        raise NotImplementedError
+
+    def dense_outputs(self, raw: Any) -> tuple[Tensor, Tensor]:
+        """Per-cell head outputs over all levels: class logits (B, N, C) and box-distribution logits (B, N, 4·K)."""
+        raise NotImplementedError
 
     def postprocess(self, raw: Any, size: tuple[int, int], conf: float = 0.1, iou: float = 0.6,
                     max_det: int = 300) -> list[Tensor]:
