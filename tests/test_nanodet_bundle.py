@@ -58,9 +58,27 @@ def test_enrol_a_person_and_find_them_again(setup, backend, tmp_path):
     bus = photos()[0]
     p = Personalizer.load(bundle if backend == "torch" else onnx, gallery=tmp_path / "g.gallery", backend=backend)
     r = p.detect(bus)
-    person = int(np.argmax([c if p.names[int(k)] == "person" else -1 for c, k in zip(r.boxes.conf, r.boxes.cls)]))
+    is_person = np.array([p.names[int(k)] == "person" for k in r.boxes.cls])
+    person = int(np.argmax(np.where(is_person, r.boxes.conf, -1)))
     box = r.boxes.xyxy[person].tolist()
     p.enroll("the-driver", bus, boxes=[box])  # the coarse class comes from the detector: person
     found = p.detect(bus)
     named = [i for i in range(len(found.boxes)) if found.instance_name(i) == "the-driver"]
     assert named and max(found.boxes.similarity[named]) > 0.99
+
+
+def test_an_unchanged_shipped_student_is_referenced_not_copied(setup, tmp_path):
+    from mocha.models.bundle import load_bundle
+
+    _, bundle, _ = setup
+    assert not (bundle / "student.safetensors").exists()  # 15 MB saved per bundle and checkpoint
+    b = load_bundle(bundle)
+    assert b.student.shipped_as is not None and b.student.weights_digest() == b.student.shipped_as[1]
+    changed = load_shipped()
+    with torch.no_grad():
+        changed.head[0].gfl_cls.conv.bias.add_(0.01)
+    out = save_bundle(tmp_path / "tuned", changed, b.translator, b.pca, {"imgsz": IMGSZ})
+    assert (out / "student.safetensors").exists()
+    again = load_bundle(out)
+    assert torch.equal(again.student.head[0].gfl_cls.conv.bias, changed.head[0].gfl_cls.conv.bias)
+    assert again.digest != b.digest

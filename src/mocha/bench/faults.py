@@ -86,7 +86,8 @@ def store_fingerprint(store: Path) -> dict[str, Any]:
 
 def weights_fingerprint(bundle: Path) -> str:
     """Digest of the student and translator tensors (the bundle's config holds paths, which differ per run)."""
-    from mocha.models.bundle import load_bundle, tensors_digest
+    from mocha.models.bundle import load_bundle
+    from mocha.models.digest import tensors_digest
 
     b = load_bundle(bundle)
     return tensors_digest([b.student.weights_state(), b.translator.state_dict()])[:16]

@@ -2,7 +2,8 @@
 
 Layout (`mocha-bundle/1`):
     bundle.json              config, translator/student architecture, PCA reference, versions, digest
-    student.safetensors      Student.save (model YAML + class names in its metadata)
+    student.safetensors      Student.save (model YAML + class names in its metadata); absent when the student is
+                             a shipped one, unchanged (bundle.json `student_ref` names it: `nanodet-g`)
     translator.safetensors   translator weights (constructor arguments in bundle.json)
     pca/                     copy of the PCA artifact the targets came from (optional)
     train_state.*            optimizer/scheduler state of `latest/` bundles (only for --resume)
@@ -11,7 +12,6 @@ No pickles: tensors are safetensors, everything else JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -24,11 +24,44 @@ from torch import Tensor
 from mocha.core.runs import resolve_artifact
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, read_manifest
+from mocha.models.detector import SHIPPED as SHIPPED_STUDENTS
 from mocha.models.detector import Student
+from mocha.models.digest import tensors_digest
 from mocha.models.translator import Translator
 
 FORMAT = "mocha-bundle/1"
 log = logging.getLogger(__name__)
+
+# Bundles shipped inside the package (src/mocha/assets/bundles/<name>/), loadable by name: `bundle=coco`.
+SHIPPED_BUNDLES = {"coco": "NanoDet-g (COCO-80) distilled on photos and videos packages ship (docs/coco_bundle.md)"}
+DEFAULT_BUNDLE = "coco"  # what `mocha enroll` / `Personalizer.load()` use for a new gallery when none is given
+
+
+def resolve_bundle(path: str | Path) -> Path:
+    """A shipped bundle's folder for its name (`coco`), else the path as given (a folder always wins)."""
+    p = Path(path)
+    if not p.exists() and str(path) in SHIPPED_BUNDLES:
+        from mocha.resources import asset_path
+
+        return asset_path("bundles", str(path))
+    return p
+
+
+def check_bundle_option(bundle: Path | None) -> None:
+    """bundle=: an existing folder or a shipped bundle's name (ConfigError naming the option otherwise)."""
+    if bundle is not None and not bundle.exists() and str(bundle) not in SHIPPED_BUNDLES:
+        raise ConfigError(f"bundle={bundle}: no such folder, and not a shipped bundle "
+                          f"({', '.join(SHIPPED_BUNDLES)})")
+
+
+def shipped_name(path: str | Path | None) -> str | None:
+    """The name of the shipped bundle at `path` (None for any other folder)."""
+    if path is None:
+        return None
+    for name in SHIPPED_BUNDLES:
+        if Path(path).resolve() == resolve_bundle(name).resolve():
+            return name
+    return None
 
 
 def _attr(obj: Any, name: str) -> Any:
@@ -47,18 +80,6 @@ def versions() -> dict[str, str]:
         "torch": torch.__version__,
         "ultralytics": ultralytics.__version__,
     }
-
-
-def tensors_digest(states: list[dict[str, Tensor]], extra: Any = None) -> str:
-    """sha256 over tensor names, dtypes, shapes and bytes (in sorted order) plus canonical JSON of `extra`."""
-    h = hashlib.sha256()
-    for state in states:
-        for key in sorted(state):
-            t = state[key].detach().cpu().contiguous()
-            h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
-    return h.hexdigest()
 
 
 @dataclass
@@ -156,8 +177,10 @@ def _write_bundle(path: Path, student: Student, translator: Translator, pca: Any
                   pca_info: dict | None, extra_tensors: dict[str, Tensor] | None, extra_json: dict | None) -> None:
     from safetensors.torch import save_file
 
+    ref = student.shipped_as[0] if student.shipped_as and student.weights_digest() == student.shipped_as[1] else None
     with atomic_dir(path) as tmp:
-        student.save(tmp / "student.safetensors")
+        if ref is None:
+            student.save(tmp / "student.safetensors")
         tstate = {k: v.detach().cpu().contiguous() for k, v in translator.state_dict().items()}
         save_file(tstate, str(tmp / "translator.safetensors"), metadata={"format": FORMAT})
         if pca is not None and hasattr(pca, "save"):
@@ -178,6 +201,7 @@ def _write_bundle(path: Path, student: Student, translator: Translator, pca: Any
             "config": config,
             "translator": translator.config(),
             "student": student.architecture(),
+            "student_ref": ref,
             "pca": pca_info,
             "versions": versions(),
             "digest": Bundle(student, translator, pca, config).digest,
@@ -210,7 +234,7 @@ def load_translator(path: Path, cfg: dict) -> Translator:
 
 def load_bundle(path: str | Path, device: str | torch.device | None = None) -> Bundle:
     """Load and validate a bundle folder (or a distill run folder → its best/). ConfigError on bad input."""
-    path = resolve_artifact(path, "bundle.json")
+    path = resolve_artifact(resolve_bundle(path), "bundle.json")
     meta = read_meta(path)
     kinds = {"student": dict, "pca": dict, "config": dict, "digest": str}
     bad = [k for k, t in kinds.items() if meta.get(k) is not None and not isinstance(meta[k], t)]
@@ -221,10 +245,14 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
         bad.append("pca.dim/file")
     if bad:
         raise ConfigError(f"{path}: bundle.json has entries of the wrong type ({', '.join(bad)}); corrupt or edited")
-    for name in ("student.safetensors", "translator.safetensors"):
+    ref = meta.get("student_ref")
+    if ref is not None and (not isinstance(ref, str) or ref not in SHIPPED_STUDENTS):
+        raise ConfigError(f"{path}: bundle.json `student_ref` {ref!r} is not a shipped student "
+                          f"({', '.join(SHIPPED_STUDENTS)}); corrupt or edited")
+    for name in ("translator.safetensors",) if ref else ("student.safetensors", "translator.safetensors"):
         if not (path / name).exists():
             raise ConfigError(f"{path}: bundle is missing {name}")
-    student = Student.load(path / "student.safetensors")
+    student = Student.load(ref or path / "student.safetensors")  # a reference: the shipped file, hash-checked
     if meta.get("student") and student.architecture()["cfg"] != meta["student"].get("cfg"):
         raise ConfigError(f"{path}: student.safetensors architecture differs from the one recorded in bundle.json")
     translator = load_translator(path / "translator.safetensors", meta.get("translator"))

@@ -302,6 +302,7 @@ def verify_shipped(path: Path | None = None) -> Path:
 def load_shipped(names: list[str] | None = None) -> NanoDetStudent:
     """NanoDet-g with its real COCO weights, hash-checked. `names`, if given, must be its 80 COCO names."""
     model = NanoDetStudent.load(verify_shipped())
+    model.shipped_as = (ARCHITECTURE, model.weights_digest())  # a bundle of these exact weights refers to them
     if names and list(names) != model.names:
         raise ConfigError(f"student=nanodet-g: its weights detect the 80 COCO classes ({', '.join(model.names[:3])}, "
                           f"…), not {list(names)[:5]}; it cannot be re-created with other class names")

@@ -21,6 +21,7 @@ class RegionDetector(nn.Module):
 
     strides: tuple[int, ...]
     has_detection_loss: bool = False
+    shipped_as: tuple[str, str] | None = None  # (shipped name, weights digest) when loaded from a shipped file
 
     def head_parameters(self) -> list[nn.Parameter]:
         """The detection head's parameters (stage 2 gives them their own weight decay)."""
@@ -34,6 +35,12 @@ class RegionDetector(nn.Module):
         """Eval-mode head output → (B, 4 + C, N) xywh boxes + class scores, ultralytics' layout, which the ONNX
         detector graph returns and `ultralytics.utils.nms.non_max_suppression` reads."""
         raise NotImplementedError
+
+    def weights_digest(self) -> str:
+        """sha256 over the names, dtypes, shapes and bytes of `weights_state()`."""
+        from mocha.models.digest import tensors_digest
+
+        return tensors_digest([self.weights_state()])
 
     def dense_outputs(self, raw: Any) -> tuple[Tensor, Tensor]:
         """Per-cell head outputs over all levels: class logits (B, N, C) and box-distribution logits (B, N, 4·K)."""

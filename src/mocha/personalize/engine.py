@@ -53,7 +53,10 @@ class TorchEngine:
         self.imgsz = check_imgsz(int(imgsz or (bundle.config or {}).get("imgsz", 640)))
         self.digest: str = bundle.digest
         self.dim = int(bundle.dim)
-        self.bundle_path = str(Path(bundle.path).resolve()) if bundle.path else None
+        from mocha.models.bundle import shipped_name
+
+        # a shipped bundle is recorded by name, so a gallery keeps working when mocha is installed elsewhere
+        self.bundle_path = shipped_name(bundle.path) or (str(Path(bundle.path).resolve()) if bundle.path else None)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, imgsz: int | None = None) -> TorchEngine:

@@ -111,8 +111,9 @@ class Personalizer:
     ) -> Personalizer:
         """Open (or create) `gallery` for `bundle` (a bundle folder; for backend="onnx" its export folder).
 
-        With an existing gallery the bundle may be omitted (the gallery records its path); with none the
-        gallery lives in memory. Keywords: min_similarity, coarse_penalty, conf, iou, max_det, enroll_conf.
+        With an existing gallery the bundle may be omitted (the gallery records its path); a new gallery without
+        one uses the shipped `coco` bundle (NanoDet-g, COCO-80; `bundle="coco"` by name); with no gallery it
+        lives in memory. Keywords: min_similarity, coarse_penalty, conf, iou, max_det, enroll_conf.
         """
         g = None
         if gallery is not None and str(gallery) != ":memory:" and Path(gallery).exists():
@@ -126,7 +127,11 @@ class Personalizer:
                     g.close()
                     raise ConfigError(f"{gallery}: gallery records no bundle path; give the bundle")
         if bundle is None:
-            raise ConfigError("no bundle: give the bundle folder (a new gallery is tied to it)")
+            if backend == "onnx":
+                raise ConfigError("backend='onnx' needs the export folder (bundle=... ; CLI: onnx=...)")
+            from mocha.models.bundle import DEFAULT_BUNDLE
+
+            bundle = DEFAULT_BUNDLE
         try:
             engine = load_engine(bundle, backend, device=device, threads=threads, imgsz=imgsz)
         except BaseException:

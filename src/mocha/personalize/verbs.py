@@ -17,17 +17,18 @@ from mocha.errors import ConfigError
 class EnrollConfig(Config):
     """Enroll a personal instance from a few images; nothing is retrained.
 
-    Example: mocha enroll gallery=me.gallery bundle=runs/distill/a/best name="my mug"
-    source=a.jpg,b.jpg box="10,20,200,220;-"
+    Example: mocha enroll gallery=me.gallery name="my mug" source=a.jpg,b.jpg box="10,20,200,220;-"
+    (a new gallery uses the shipped `coco` bundle unless bundle=<folder> is given)
     """
 
-    gallery: Path = option(help="gallery file (SQLite); created when missing (needs bundle=...)")
+    gallery: Path = option(help="gallery file (SQLite); created when missing, tied to the bundle")
     name: str = option(help="instance name, e.g. 'my mug'")
     source: list[str] = option(help="comma-separated image paths (several shots of the instance)")
     box: str | None = option(None, help="x1,y1,x2,y2 in original pixels, one per source separated by ';' "
                              "('-' = the detector's best box)", default_text="the detector's best box")
     coarse: str | None = option(None, help="coarse class name or id", default_text="from the detector")
-    bundle: Path | None = option(None, help="bundle folder (needed to create a gallery)", exists=True)
+    bundle: Path | None = option(None, help="bundle folder or a shipped bundle by name (coco) for a new gallery",
+                                 default_text="the gallery's; coco for a new one")
     append: bool = option(False, help="add shots to an already enrolled instance")
     conf: float = option(0.05, help="detector confidence for choosing/classifying boxes", ge=0, le=1)
     device: str = option("", help="'' = CUDA if present else cpu")
@@ -36,8 +37,9 @@ class EnrollConfig(Config):
         super().validate()
         if not self.source:
             raise ConfigError("source: no image paths given")
-        if not self.gallery.exists() and self.bundle is None:
-            raise ConfigError(f"gallery={self.gallery}: gallery does not exist; give bundle=... to create it")
+        from mocha.models.bundle import check_bundle_option
+
+        check_bundle_option(self.bundle)
 
 
 def enroll(cfg: EnrollConfig) -> Any:
