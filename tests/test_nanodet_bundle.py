@@ -82,3 +82,20 @@ def test_an_unchanged_shipped_student_is_referenced_not_copied(setup, tmp_path):
     again = load_bundle(out)
     assert torch.equal(again.student.head[0].gfl_cls.conv.bias, changed.head[0].gfl_cls.conv.bias)
     assert again.digest != b.digest
+
+
+def test_the_bundle_ships_its_open_set_defaults_and_a_gallery_overrides_them(setup, tmp_path):
+    from mocha.models.bundle import load_bundle
+
+    root, bundle, _ = setup
+    b = load_bundle(bundle)
+    tuned = save_bundle(tmp_path / "tuned", b.student, b.translator, b.pca,
+                        {"imgsz": IMGSZ, "personalize": {"min_similarity": 0.42, "coarse_penalty": 0.3}})
+    onnx = export_onnx(tuned, tmp_path / "onnx")
+    for backend, path in (("torch", tuned), ("onnx", onnx)):
+        with Personalizer.load(path, backend=backend) as p:
+            assert (p.min_similarity, p.coarse_penalty) == (0.42, 0.3)
+        with Personalizer.load(path, tmp_path / f"{backend}.gallery", backend=backend) as p:
+            p.gallery.set_setting("min_similarity", 0.1)
+        with Personalizer.load(path, tmp_path / f"{backend}.gallery", backend=backend, coarse_penalty=0.0) as p:
+            assert (p.min_similarity, p.coarse_penalty) == (0.1, 0.0)

@@ -109,7 +109,7 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
     int8=True quantizes the detector graph, calibrated on the images of the folder `calib`."""
     import onnx
 
-    from mocha.models.bundle import load_bundle, versions
+    from mocha.models.bundle import load_bundle, personalize_defaults, versions
 
     calib_files = _check_int8(int8, calib, opset)
     bundle = load_bundle(bundle_path, device="cpu")
@@ -146,6 +146,7 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
             "strides": list(student.strides),
             "feature_dims": list(student.feature_dims),
             "dim": bundle.dim,
+            "personalize": personalize_defaults(bundle.config),
             "opset": opset,
             "int8": int8_meta,
             "files": {name: file_sha256(tmp / name) for name in GRAPHS},

@@ -56,6 +56,9 @@ class OnnxEngine:
         self.imgsz = int(self.meta["imgsz"])
         self.digest: str = self.meta["bundle_digest"]
         self.dim = int(self.meta["dim"])
+        from mocha.models.bundle import personalize_defaults
+
+        self.defaults = personalize_defaults({"personalize": self.meta.get("personalize")})
         self.bundle_path: str | None = self.meta.get("bundle_path")
         self.int8 = bool(self.meta.get("int8"))  # the detector graph is quantized (mocha.export.quantize)
 

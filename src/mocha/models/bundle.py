@@ -54,6 +54,15 @@ def check_bundle_option(bundle: Path | None) -> None:
                           f"({', '.join(SHIPPED_BUNDLES)})")
 
 
+def personalize_defaults(config: dict | None) -> dict[str, Any]:
+    """The open-set settings a bundle ships with (its config's `personalize`: min_similarity, coarse_penalty,
+    calibration, as tuned on the data it was built for); a gallery's own tuned settings override them."""
+    found = (config or {}).get("personalize") or {}
+    if not isinstance(found, dict):
+        raise ConfigError(f"bundle config `personalize` must be a mapping, got {found!r}")
+    return {k: found[k] for k in ("min_similarity", "coarse_penalty", "calibration") if k in found}
+
+
 def shipped_name(path: str | Path | None) -> str | None:
     """The name of the shipped bundle at `path` (None for any other folder)."""
     if path is None:

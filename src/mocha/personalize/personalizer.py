@@ -82,13 +82,20 @@ class Personalizer:
             raise ConfigError(f"{gallery.path}: stores {gallery.dim}-d embeddings, the model gives {engine.dim}-d")
         self.engine, self.gallery = engine, gallery
         self.names = list(engine.names)
-        ms = gallery.get_setting("min_similarity") if min_similarity is None else min_similarity
-        self.min_similarity = float(DEFAULT_MIN_SIMILARITY if ms is None else ms)
-        cp = gallery.get_setting("coarse_penalty") if coarse_penalty is None else coarse_penalty
-        self.coarse_penalty = float(DEFAULT_COARSE_PENALTY if cp is None else cp)
+        # open-set settings: given here > tuned into the gallery > the bundle's own defaults > the library's
+        shipped = dict(getattr(engine, "defaults", None) or {})
+
+        def setting(key: str, given: Any, default: Any) -> Any:
+            for value in (given, gallery.get_setting(key), shipped.get(key)):
+                if value is not None:
+                    return value
+            return default
+
+        self.min_similarity = float(setting("min_similarity", min_similarity, DEFAULT_MIN_SIMILARITY))
+        self.coarse_penalty = float(setting("coarse_penalty", coarse_penalty, DEFAULT_COARSE_PENALTY))
         if not self.coarse_penalty >= 0:
             raise ConfigError(f"coarse_penalty={coarse_penalty}: must be >= 0 (inf = only the box's own class)")
-        self.calibration = dict(gallery.get_setting("calibration") or DEFAULT_CALIBRATION)
+        self.calibration = dict(setting("calibration", None, None) or DEFAULT_CALIBRATION)
         self.conf, self.iou, self.max_det, self.enroll_conf = float(conf), float(iou), int(max_det), float(enroll_conf)
         self.learner = ConditionalLearner(fallback="drop")
         self._ids: dict[str, int] = {}  # instance name → the gallery's instance id
