@@ -11,6 +11,12 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+# Names of what mocha ships, accepted wherever a path to one is (kept here, import-light, for the config modules):
+# `bundle=coco` (src/mocha/assets/bundles/coco), `student=nanodet-g` (src/mocha/assets/students/nanodet-g).
+SHIPPED_BUNDLES = ("coco",)
+SHIPPED_STUDENTS = ("nanodet-g",)
+SHIPPED_MODELS = SHIPPED_BUNDLES + SHIPPED_STUDENTS
+
 
 def asset_path(*parts: str) -> Path:
     """The path of a shipped file or folder, e.g. `asset_path("students")`.

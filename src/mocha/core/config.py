@@ -40,12 +40,13 @@ def option(
     le: float | None = None,
     lt: float | None = None,
     multiple_of: int | None = None,
-    exists: bool = False,
+    exists: bool | Sequence[str] = False,
     positional: bool = False,
     cli: bool = True,
     default_text: str | None = None,
 ) -> Any:
-    """A config field. `exists=True`: a path that must exist (when given). `positional=True`: also accepted as
+    """A config field. `exists=True`: a path that must exist (when given); `exists=<names>`: that, or one of these
+    names of something mocha ships (`bundle=coco`, `detector=nanodet-g`). `positional=True`: also accepted as
     the verb's positional argument (`mocha data check DATA`). `cli=False`: Python-only (objects, callbacks).
     `default_text` replaces the default shown in `--help` (e.g. "the recipe's")."""
     meta = {
@@ -159,8 +160,12 @@ def check_constraints(name: str, value: Any, meta: dict[str, Any]) -> None:
             step = meta.get("multiple_of")
             if step and v % step:
                 raise ConfigError(f"{name}={v}: must be a multiple of {step}")
-        if meta.get("exists") and isinstance(v, Path) and not v.exists():
-            raise ConfigError(f"{name}={v}: no such file or folder")
+        exists = meta.get("exists")
+        if exists and isinstance(v, Path) and not v.exists():
+            shipped = () if exists is True else tuple(exists)
+            if str(v) not in shipped:
+                also = f", and not a shipped name ({', '.join(shipped)})" if shipped else ""
+                raise ConfigError(f"{name}={v}: no such file or folder{also}")
 
 
 @dataclasses.dataclass(kw_only=True)

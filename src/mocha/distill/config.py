@@ -10,8 +10,11 @@ from typing import Any
 from mocha.core.config import Config, option
 from mocha.distill.recipes import DEFAULT_RECIPE, RECIPE_FIELDS, get_recipe, list_recipes
 from mocha.distill.recipes import recipe_default_text as _rt
-from mocha.distill.self_distill import DET_LOSSES
 from mocha.errors import ConfigError
+from mocha.resources import SHIPPED_STUDENTS
+
+# L_det of detection epochs (mocha.distill.self_distill.resolve_det_loss)
+DET_LOSSES = ("auto", "labels", "self")
 
 # Options that may differ when resuming: they do not change the weights (kept out of the bundle's config).
 RUNTIME_FIELDS = frozenset({"resume", "exist_ok", "device", "progress", "tensorboard", "extract_missing", "teacher"})
@@ -36,7 +39,7 @@ class DistillConfig(Config):
     store: Path | None = option(None, help="teacher embedding store (from `mocha teacher extract`)")
     pca: Path | None = option(None, help="PCA artifact (from `mocha teacher pca`); its dim is d_t")
     student: Path | None = option(None, help="stage-1 student (.safetensors, bundle folder or ultralytics .pt), "
-                                  "or a shipped one by name (nanodet-g)")
+                                  "or a shipped one by name (nanodet-g)", exists=SHIPPED_STUDENTS)
     recipe: str = option(DEFAULT_RECIPE, help="named schedule: " + " | ".join(list_recipes()),
                          choices=list_recipes())
     # --- recipe-governed (None = the recipe's value)

@@ -18,8 +18,6 @@ from torch import Tensor
 
 from mocha.errors import ConfigError
 
-DET_LOSSES = ("auto", "labels", "self")
-
 
 def resolve_det_loss(choice: str, student: Any) -> str:
     """`auto` → `labels` when the student has a supervised detection loss (YOLO), else `self`."""

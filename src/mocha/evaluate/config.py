@@ -9,6 +9,7 @@ from typing import Any
 from mocha.core.config import Config, option
 from mocha.core.registry import Registry
 from mocha.errors import ConfigError
+from mocha.resources import SHIPPED_BUNDLES, SHIPPED_MODELS
 
 # method kind → "module:factory(spec, box_source, device) -> Method"; factories load their artifacts lazily.
 METHODS: Registry[str] = Registry("method", option="method")
@@ -74,8 +75,8 @@ class EvalConfig(Config):
     episodes: int = option(100, help="episodes per shot count", ge=1)
     detector: Path | None = option(None, help="box source for all methods: student weights or a bundle folder "
                                    "(default: the first method's own detector); also the `student` method's weights",
-                                   exists=True)
-    bundle: Path | None = option(None, help="distilled bundle for the `mocha` method", exists=True)
+                                   exists=SHIPPED_MODELS)
+    bundle: Path | None = option(None, help="distilled bundle for the `mocha` method", exists=SHIPPED_BUNDLES)
     teacher: str = option("builtin", help="teacher name for `teacher` / `teacher-gt`")
     learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot", choices=_learners)
     fallback: str = option("drop", help="conditional learner, box of a class without prototypes: drop | all",

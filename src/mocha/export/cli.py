@@ -9,6 +9,7 @@ import typer
 
 from mocha.core.commands import command
 from mocha.core.config import Config, option
+from mocha.resources import SHIPPED_BUNDLES
 
 FORMATS = ("onnx",)
 
@@ -21,7 +22,7 @@ class ExportConfig(Config):
     Personalizer.load(out, backend="onnx")."""
 
     bundle: Path = option(help="bundle folder (or a distill run folder → its best/), or a shipped bundle by name "
-                          "(coco)")
+                          "(coco)", exists=SHIPPED_BUNDLES)
     format: str = option("onnx", help="export format: " + " | ".join(FORMATS), choices=FORMATS)
     out: Path | None = option(None, help="output folder", default_text="runs/export/<bundle or run name>")
     imgsz: int | None = option(None, help="fixed input size", gt=0, multiple_of=32,
@@ -30,12 +31,6 @@ class ExportConfig(Config):
     int8: bool = option(False, help="quantize the detector graph to int8 (static, QDQ, per-channel; needs calib)")
     calib: Path | None = option(None, help="folder of calibration images for int8 (world images, not test ones)",
                                 exists=True)
-
-    def validate(self) -> None:
-        super().validate()
-        from mocha.models.bundle import check_bundle_option
-
-        check_bundle_option(self.bundle)
 
 
 def default_out(bundle: Path) -> Path:

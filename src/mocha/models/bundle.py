@@ -28,12 +28,12 @@ from mocha.models.detector import SHIPPED as SHIPPED_STUDENTS
 from mocha.models.detector import Student
 from mocha.models.digest import tensors_digest
 from mocha.models.translator import Translator
+from mocha.resources import SHIPPED_BUNDLES
 
 FORMAT = "mocha-bundle/1"
 log = logging.getLogger(__name__)
 
 # Bundles shipped inside the package (src/mocha/assets/bundles/<name>/), loadable by name: `bundle=coco`.
-SHIPPED_BUNDLES = {"coco": "NanoDet-g (COCO-80) distilled on photos and videos packages ship (docs/coco_bundle.md)"}
 DEFAULT_BUNDLE = "coco"  # what `mocha enroll` / `Personalizer.load()` use for a new gallery when none is given
 
 
@@ -45,13 +45,6 @@ def resolve_bundle(path: str | Path) -> Path:
 
         return asset_path("bundles", str(path))
     return p
-
-
-def check_bundle_option(bundle: Path | None) -> None:
-    """bundle=: an existing folder or a shipped bundle's name (ConfigError naming the option otherwise)."""
-    if bundle is not None and not bundle.exists() and str(bundle) not in SHIPPED_BUNDLES:
-        raise ConfigError(f"bundle={bundle}: no such folder, and not a shipped bundle "
-                          f"({', '.join(SHIPPED_BUNDLES)})")
 
 
 def personalize_defaults(config: dict | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from mocha.core.registry import Registry
 from mocha.errors import ConfigError
 from mocha.models import nanodet
 from mocha.models.region_detector import RegionDetector
+from mocha.resources import SHIPPED_STUDENTS
 
 DEFAULT_CFG = "yolov8n.yaml"
 
@@ -201,6 +202,7 @@ STUDENTS.register(nanodet.ARCHITECTURE, nanodet.load_shipped,
 
 # Students that come with weights, loadable by name wherever a checkpoint path is accepted (`student=nanodet-g`).
 SHIPPED = {nanodet.ARCHITECTURE: nanodet.load_shipped}
+assert tuple(SHIPPED) == SHIPPED_STUDENTS  # the import-light list the config modules check names against
 
 
 def list_students() -> list[str]:

@@ -18,6 +18,7 @@ import numpy as np
 from mocha.core.config import Config, option
 from mocha.data.images import check_imgsz
 from mocha.errors import ConfigError
+from mocha.resources import SHIPPED_BUNDLES
 
 BACKENDS = ("torch", "onnx")
 
@@ -28,7 +29,8 @@ class EngineOptions(Config):
 
     backend: str = option("torch", help="torch | onnx", choices=BACKENDS)
     onnx: Path | None = option(None, help="ONNX export folder for backend=onnx (`mocha export`)", exists=True)
-    bundle: Path | None = option(None, help="bundle folder", exists=True, default_text="the one the gallery records")
+    bundle: Path | None = option(None, help="bundle folder, or a shipped bundle by name (coco)", exists=SHIPPED_BUNDLES,
+                                 default_text="the one the gallery records; coco for a new gallery")
     device: str = option("", help="'' = CUDA if present else cpu")
 
     def validate(self) -> None:

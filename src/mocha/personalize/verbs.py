@@ -11,6 +11,7 @@ from typing import Any
 
 from mocha.core.config import Config, option
 from mocha.errors import ConfigError
+from mocha.resources import SHIPPED_BUNDLES
 
 
 @dataclass(kw_only=True)
@@ -28,7 +29,7 @@ class EnrollConfig(Config):
                              "('-' = the detector's best box)", default_text="the detector's best box")
     coarse: str | None = option(None, help="coarse class name or id", default_text="from the detector")
     bundle: Path | None = option(None, help="bundle folder or a shipped bundle by name (coco) for a new gallery",
-                                 default_text="the gallery's; coco for a new one")
+                                 exists=SHIPPED_BUNDLES, default_text="the gallery's; coco for a new one")
     append: bool = option(False, help="add shots to an already enrolled instance")
     conf: float = option(0.05, help="detector confidence for choosing/classifying boxes", ge=0, le=1)
     device: str = option("", help="'' = CUDA if present else cpu")
@@ -37,9 +38,7 @@ class EnrollConfig(Config):
         super().validate()
         if not self.source:
             raise ConfigError("source: no image paths given")
-        from mocha.models.bundle import check_bundle_option
 
-        check_bundle_option(self.bundle)
 
 
 def enroll(cfg: EnrollConfig) -> Any:

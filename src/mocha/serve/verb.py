@@ -13,6 +13,7 @@ from mocha.core.config import Config, option
 from mocha.errors import ConfigError
 from mocha.personalize.engine import BACKENDS
 from mocha.personalize.matching import coarse_penalty_option
+from mocha.resources import SHIPPED_BUNDLES
 
 
 @dataclass(kw_only=True)
@@ -23,8 +24,9 @@ class ServeConfig(Config):
     the API reference is at /docs)
     """
 
-    gallery: Path = option(help="gallery file (SQLite); created when missing (needs bundle=...)")
-    bundle: Path | None = option(None, help="bundle folder", exists=True, default_text="the one the gallery records")
+    gallery: Path = option(help="gallery file (SQLite); created when missing, tied to the bundle")
+    bundle: Path | None = option(None, help="bundle folder, or a shipped bundle by name (coco)", exists=SHIPPED_BUNDLES,
+                                 default_text="the one the gallery records; coco for a new gallery")
     host: str = option("127.0.0.1", help="address to listen on; 127.0.0.1 = this machine only, 0.0.0.0 = every "
                                          "network this machine is on")
     port: int = option(8000, help="TCP port (0 = any free one)", ge=0, le=65535)
