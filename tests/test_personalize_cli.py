@@ -172,3 +172,32 @@ def test_every_bool_option_takes_true_and_false():
             assert rewrite_argv([*w, f"{key}=false"]) == [*w, f"--no-{flag}"]
             seen += 1
     assert seen >= 5  # enroll append; detect save, exist_ok, progress; gallery tune progress
+
+
+def test_open_set_rates_count_genuine_and_impostor_trials():
+    from mocha.personalize.openset import equal_error_threshold, rates_at
+
+    trials = {"genuine": [(0.9, True), (0.7, True), (0.4, True), (0.8, False)], "impostor": [0.2, 0.5, -np.inf]}
+    at = rates_at(trials, 0.45)
+    assert at["frr"] == pytest.approx(0.5) and at["far"] == pytest.approx(1 / 3)  # 0.4 too low, 0.8 the wrong one
+    assert rates_at(trials, -1.0)["far"] == pytest.approx(2 / 3)  # an impostor named as nobody is never accepted
+    eer = equal_error_threshold(trials)
+    assert 0.2 < eer["min_similarity"] <= 0.5 and eer["far"] == pytest.approx(1 / 3)
+
+
+def test_gallery_openset_on_a_tiny_world(tmp_path, capsys):
+    from mocha.data.world import generate_world
+
+    world = generate_world(tmp_path / "world", size="tiny", seed=0, progress=False)
+    bundle = make_bundle(tmp_path / "wb", imgsz=128)
+    out = run(["gallery", "openset", f"bundle={bundle}", f"data={world}", "episodes=2", "conf=0.0",
+               "min_similarity=0.3", f"out={tmp_path / 'o.json'}"], capsys)
+    assert out.count("FAR") >= 20 and "equal error at" in out
+    rep = json.loads((tmp_path / "o.json").read_text())
+    at = rep["at_default"]
+    assert at["min_similarity"] == 0.3 and at["genuine"] > 0 and at["impostor"] > 0
+    assert 0 <= at["far"] <= 1 and 0 <= at["frr"] <= 1
+    # a lower threshold never rejects more nor accepts fewer impostors
+    far = [r["far"] for r in rep["table"]]
+    frr = [r["frr"] for r in rep["table"]]
+    assert far == sorted(far, reverse=True) and frr == sorted(frr)

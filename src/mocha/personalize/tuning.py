@@ -100,6 +100,41 @@ def tune_min_similarity(
             "table": table}
 
 
+class DetectionCache:
+    """Each image of a split detected and embedded once (letterboxed as the engine does), with its ground truth."""
+
+    def __init__(self, engine: Any, records: Sequence[Any], conf: float, iou: float, max_det: int) -> None:
+        self.engine, self.records, self.conf, self.iou, self.max_det = engine, records, conf, iou, max_det
+        self.items: dict[int, dict[str, np.ndarray]] = {}
+
+    def get(self, i: int) -> dict[str, np.ndarray]:
+        from mocha.data.images import letterbox, load_image, norm_cxcywh_to_xyxy
+
+        if i not in self.items:
+            rec, engine = self.records[i], self.engine
+            img = load_image(rec.image)
+            lb_img, lb = letterbox(img, engine.imgsz)
+            gt = norm_cxcywh_to_xyxy(rec.boxes, img.shape[1], img.shape[0])
+            dets, embs = engine.detect(lb_img, conf=self.conf, iou=self.iou, max_det=self.max_det)
+            self.items[i] = {"gt": gt, "inst": rec.instance, "gt_emb": engine.embed(lb_img, lb.to_letterbox(gt)),
+                             "boxes": lb.to_original(dets[:, :4]), "dets": dets, "embs": embs}
+        return self.items[i]
+
+
+def episode_learner(cache: DetectionCache, spec: Any, support: dict[int, list[int]], dim: int) -> tuple[Any, Any]:
+    """A conditional learner holding the supports' ground-truth boxes (as `Personalizer.enroll` would) and its
+    unit prototypes."""
+    import torch
+
+    from mocha.core.learners import ConditionalLearner
+
+    learner = ConditionalLearner("drop")
+    for inst, idxs in support.items():
+        vecs = [cache.get(i)["gt_emb"][cache.get(i)["inst"] == inst] for i in idxs]
+        learner.add(int(inst), spec.coarse_of(inst), torch.as_tensor(np.concatenate(vecs)))
+    return learner, unit_prototypes(learner, dim)
+
+
 def tune_on_dataset(
     engine: Any, data: str | Path, shots: int = 1, episodes: int = 10, seed: int = 0, conf: float = 0.1,
     iou: float = 0.6, max_det: int = 300, progress: bool = True,
@@ -110,38 +145,18 @@ def tune_on_dataset(
 
     Each image is detected/embedded once (cached); per episode the supports' ground-truth boxes are enrolled
     into a fresh conditional learner, as `Personalizer.enroll` does."""
-    import torch
-
-    from mocha.core.learners import ConditionalLearner
     from mocha.core.progress import progress as bar
     from mocha.data import load_dataset, load_episodes, read_split
-    from mocha.data.images import letterbox, load_image, norm_cxcywh_to_xyxy
 
     spec = load_dataset(data)
     split, eps = load_episodes(spec, shots, n=episodes, seed=seed)
-    records = read_split(spec, split)
-    cache: dict[int, dict[str, np.ndarray]] = {}
-
-    def get(i: int) -> dict[str, np.ndarray]:
-        if i not in cache:
-            rec = records[i]
-            img = load_image(rec.image)
-            lb_img, lb = letterbox(img, engine.imgsz)
-            gt = norm_cxcywh_to_xyxy(rec.boxes, img.shape[1], img.shape[0])
-            dets, embs = engine.detect(lb_img, conf=conf, iou=iou, max_det=max_det)
-            cache[i] = {"gt": gt, "inst": rec.instance, "gt_emb": engine.embed(lb_img, lb.to_letterbox(gt)),
-                        "boxes": lb.to_original(dets[:, :4]), "dets": dets, "embs": embs}
-        return cache[i]
-
+    cache = DetectionCache(engine, read_split(spec, split), conf, iou, max_det)
+    get = cache.get
     learners = []
     for ep in bar(eps, desc="tune", unit="episode", enable=progress):
-        learner = ConditionalLearner("drop")
-        for inst, idxs in ep.support.items():
-            vecs = [get(i)["gt_emb"][get(i)["inst"] == inst] for i in idxs]
-            learner.add(int(inst), spec.coarse_of(inst), torch.as_tensor(np.concatenate(vecs)))
+        learners.append((ep, *episode_learner(cache, spec, ep.support, engine.dim)))
         for i in ep.query:
             get(i)  # detect + embed now, under the progress bar
-        learners.append((ep, learner, unit_prototypes(learner, engine.dim)))
     runs = []
     for penalty in penalties:
         per_episode, enrolled = [], []

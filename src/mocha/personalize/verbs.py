@@ -11,6 +11,7 @@ from typing import Any
 
 from mocha.core.config import Config, option
 from mocha.errors import ConfigError
+from mocha.personalize.matching import coarse_penalty_option
 from mocha.resources import SHIPPED_BUNDLES
 
 
@@ -140,4 +141,57 @@ def gallery_tune(cfg: GalleryTuneConfig) -> dict[str, Any]:
         print(f"min_similarity {row['min_similarity']:+.2f}  strict mAP {row['strict_map']:.4f}")
     print(f"chosen coarse_penalty {out['coarse_penalty']}, min_similarity {out['min_similarity']:+.2f} (strict mAP "
           f"{out['strict_map']:.4f}), calibration {out['calibration']} → stored in {cfg.gallery}")
+    return out
+
+
+@dataclass(kw_only=True)
+class OpenSetConfig(Config):
+    """False-accept and false-reject rates on a dataset's episodes: each episode enrols part of the instances
+    from their supports; the others are impostors (another person, another box). Prints the rates over
+    thresholds, the equal-error threshold and the rates at min_similarity (default: the bundle's)."""
+
+    data: Path = option(help="dataset YAML with an instance-labelled split", exists=True)
+    bundle: Path = option(Path("coco"), help="bundle folder, or a shipped bundle by name (coco)",
+                          exists=SHIPPED_BUNDLES)
+    shots: int = option(1, help="support images per enrolled instance", ge=1)
+    episodes: int = option(20, help="episodes", ge=1)
+    seed: int = option(0, help="episode seed (also which instances are enrolled)")
+    enrol_fraction: float = option(0.5, help="fraction of the instances enrolled per episode", gt=0, lt=1)
+    conf: float = option(0.1, help="detector confidence for query boxes (SPEC protocol)", ge=0, le=1)
+    min_similarity: float | None = option(None, help="the operating point to report", ge=-1, le=1,
+                                          default_text="the bundle's, else 0.0")
+    coarse_penalty: float | None = coarse_penalty_option()
+    out: Path | None = option(None, help="also write the table and trials' summary to this JSON")
+    device: str = option("", help="'' = CUDA if present else cpu")
+    progress: bool = option(True, help="progress bar (a line every few seconds when not on a terminal)")
+
+
+def open_set(cfg: OpenSetConfig) -> dict[str, Any]:
+    """`mocha gallery openset` as a function; returns the rates (table, equal-error point, at the threshold)."""
+    from mocha.io import write_json
+    from mocha.personalize.engine import load_engine
+    from mocha.personalize.matching import DEFAULT_COARSE_PENALTY, DEFAULT_MIN_SIMILARITY
+    from mocha.personalize.openset import equal_error_threshold, open_set_trials, rate_table, rates_at
+
+    engine = load_engine(cfg.bundle, device=cfg.device or None)
+    defaults = engine.defaults
+    penalty = cfg.coarse_penalty if cfg.coarse_penalty is not None else defaults.get("coarse_penalty",
+                                                                                     DEFAULT_COARSE_PENALTY)
+    threshold = cfg.min_similarity if cfg.min_similarity is not None else defaults.get("min_similarity",
+                                                                                       DEFAULT_MIN_SIMILARITY)
+    trials = open_set_trials(engine, cfg.data, shots=cfg.shots, episodes=cfg.episodes, seed=cfg.seed,
+                             enrol_fraction=cfg.enrol_fraction, conf=cfg.conf, coarse_penalty=float(penalty),
+                             progress=cfg.progress)
+    out = {"data": str(cfg.data), "bundle": str(cfg.bundle), "split": trials["split"], "shots": cfg.shots,
+           "episodes": trials["episodes"], "enrol_fraction": cfg.enrol_fraction, "coarse_penalty": float(penalty),
+           "missed": trials["missed"], "table": rate_table(trials), "equal_error": equal_error_threshold(trials),
+           "at_default": rates_at(trials, float(threshold))}
+    for row in out["table"]:
+        print(f"min_similarity {row['min_similarity']:+.2f}  FAR {row['far']:.3f}  FRR {row['frr']:.3f}")
+    eer, at = out["equal_error"], out["at_default"]
+    print(f"{at['genuine']} genuine and {at['impostor']} impostor trials ({out['missed']} boxes missed by the "
+          f"detector); equal error at min_similarity {eer['min_similarity']:+.2f} (FAR {eer['far']:.3f}, FRR "
+          f"{eer['frr']:.3f}); at {threshold:+.2f}: FAR {at['far']:.3f}, FRR {at['frr']:.3f}")
+    if cfg.out is not None:
+        write_json(cfg.out, out)
     return out
