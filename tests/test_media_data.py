@@ -149,6 +149,6 @@ def test_real_opencv_doc_media(tmp_path):
     assert len(m["instances"]) >= 3 and min(i["images"] for i in m["instances"]) >= 6
     statuses = [t["status"] for t in m["tracks"]]
     assert any(s.startswith("static") for s in statuses)  # the road sign NanoDet calls a person
-    assert m["counts"]["base_train"]["per_class"]["0"] > 0
+    assert m["counts"]["base_train"]["per_label"]["0"] > 0
     rows = {r.split: r for r in check_dataset(cfg.out)}
     assert rows["personal"].instances == len(m["instances"]) and rows["personal"].episodes == "1-shot: 3, 5-shot: 3"

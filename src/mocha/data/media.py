@@ -390,7 +390,7 @@ class MediaBuilder:
             out[split] = {"images": len(its), "boxes": len(ids), "background": sum(not it.labels for it in its),
                           "from_photos": sum(it.frame is None for it in its),
                           "from_frames": sum(it.frame is not None for it in its),
-                          "per_class": dict(sorted(Counter(ids).items()))}
+                          "per_label": dict(sorted(Counter(ids).items()))}  # class ids (base), instance ids (personal)
         return out
 
 

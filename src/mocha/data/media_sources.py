@@ -55,15 +55,15 @@ _PAIR_SUFFIX = re.compile(r"^(.*?)(\d+|[LRAB])$")
 # files). The notes are what those files say; docs/real_data.md quotes them.
 PACKAGE_PHOTOS: tuple[tuple[str, str, str, str, str], ...] = (
     *(("scikit-image", "skimage", "data", f, n) for f, n in (
-        ("astronaut.png", "public domain (NASA), per skimage.data.astronaut"),
+        ("astronaut.png", "public domain (NASA Great Images), per skimage.data.astronaut"),
         ("coffee.png", "CC0 (Rachel Michetti), per skimage.data.coffee"),
         ("chelsea.png", "CC0 (Stefan van der Walt), per skimage.data.chelsea"),
         ("rocket.jpg", "public domain (SpaceX), per skimage.data.rocket"),
         ("camera.png", "CC0 (Lav Varshney), per skimage.data.camera"),
         ("clock_motion.png", "public domain (Stefan van der Walt), per skimage.data.clock"),
         ("coins.png", "no known copyright restrictions, per skimage.data.coins"),
-        ("motorcycle_left.png", "Middlebury stereo data, per skimage.data.stereo_motorcycle"),
-        ("motorcycle_right.png", "Middlebury stereo data, per skimage.data.stereo_motorcycle"),
+        ("motorcycle_left.png", "Middlebury 2014 stereo data; no licence stated in skimage.data.stereo_motorcycle"),
+        ("motorcycle_right.png", "Middlebury 2014 stereo data; no licence stated in skimage.data.stereo_motorcycle"),
     )),
     ("ultralytics", "ultralytics", "assets", "bus.jpg", "shipped in ultralytics (AGPL-3.0)"),
     ("ultralytics", "ultralytics", "assets", "zidane.jpg", "shipped in ultralytics (AGPL-3.0)"),
