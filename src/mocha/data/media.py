@@ -253,7 +253,7 @@ class MediaBuilder:
         _split_frames(base, cfg.val_fraction)
         self.items += base
         self._select_tracks(boxes, size)
-        self._pick_and_write(name, path, boxes, size, person)
+        self._make_personal(name, path, size, person)
 
     def _select_tracks(self, boxes: dict[int, tuple[np.ndarray, np.ndarray]], size: tuple[int, int]) -> None:
         cfg = self.cfg
@@ -290,7 +290,8 @@ class MediaBuilder:
             tr.status = "candidate"
             tr.picks = [tr.clean[k] for k in np.linspace(0, len(tr.clean) - 1, cfg.per_track).round().astype(int)]
 
-    def _pick_and_write(self, name: str, path: Path, boxes: dict, size: tuple[int, int], person: int) -> None:
+    def _make_personal(self, name: str, path: Path, size: tuple[int, int], person: int) -> None:
+        """Decode the candidates' picked frames, drop look-alikes, number the instances, label the picked frames."""
         cfg = self.cfg
         cands = [t for t in self.tracks.values() if t.status == "candidate"]
         wanted = {f for t in cands for f in t.picks}
@@ -308,15 +309,12 @@ class MediaBuilder:
             raise DataError(f"{path}: no track with {cfg.min_track} clean frames from frame {cfg.split_frame} on "
                             f"({len(self.tracks)} tracks); lower min_track= or split_frame=")
         for k, t in enumerate(kept):
-            t.instance = k
+            t.instance, t.status = k, f"kept as instance {k}"
             self.instances[k] = {"name": f"{Path(name).stem}-person-{k:02d}", "coarse": person}
-        by_track = {t.track_id: t for t in kept}
         for f in sorted({f for t in kept for f in t.picks}):
             labels = [(t.instance, t.strong[f]) for t in kept if f in t.strong]
             self.items.append(Item("personal", f"{Path(name).stem}_f{f:06d}.jpg", f"{ms.OPENCV_DIR}/{name}", size,
                                    labels, frame=f, data=frames[f]))
-        for t in by_track.values():
-            t.status = f"kept as instance {t.instance}"
 
     def _drop_lookalikes(self, cands: list[TrackInfo], hist: dict[int, np.ndarray]) -> None:
         """Of two time-disjoint tracks closer in appearance than any two co-occurring ones, keep the longer."""
@@ -474,8 +472,7 @@ def build_media(cfg: Any) -> Path:
                                      and any(c == t.instance for c, _ in it.labels))}
                       for t in sorted(b.tracks.values(), key=lambda t: t.instance) if t.instance >= 0],
         "tracks": [{"track_id": t.track_id, "frames": len(t.frames), "clean_frames": len(t.clean), "status": t.status}
-                   for t in sorted(b.tracks.values(), key=lambda t: t.track_id) if t.status != "" and
-                   len(t.clean) > 0],
+                   for t in sorted(b.tracks.values(), key=lambda t: t.track_id) if t.clean],
         "lookalike": b.lookalike,
         "sources": sources,
         "skipped": [asdict(s) for s in skipped],
