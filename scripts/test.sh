@@ -8,19 +8,9 @@ bash scripts/setup.sh
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "test.sh: could not install chromium" >&2
 fi
-# A real test video (issue 17: `mocha track` on vtest.avi, tests/test_track_vtest.py): opencv-doc's pedestrian clip
+# Real photos and videos (issue 14: `mocha data media`; issue 17: tests/test_track_vtest.py): opencv-doc's examples
 # into .mocha-cache/media/ (ignored by git). Optional: skipped with MOCHA_MEDIA=0, without apt, or offline.
-media=.mocha-cache/media
-if [ "${MOCHA_MEDIA:-1}" != "0" ] && [ ! -f "$media/vtest.avi" ] && command -v apt-get >/dev/null 2>&1 \
-   && command -v dpkg >/dev/null 2>&1; then
-  tmp=$(mktemp -d)
-  if (cd "$tmp" && apt-get download -q opencv-doc >/dev/null 2>&1) && dpkg -x "$tmp"/opencv-doc_*.deb "$tmp/x"; then
-    found=$(find "$tmp/x" -name vtest.avi | head -n 1)
-    if [ -n "$found" ]; then mkdir -p "$media" && cp "$found" "$media/vtest.avi"; fi
-  fi
-  rm -rf "$tmp"
-  [ -f "$media/vtest.avi" ] || echo "setup: opencv-doc's vtest.avi not fetched (optional; its test is skipped)" >&2
-fi
+bash scripts/fetch_media.sh
 export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check src tests
 .venv/bin/python -m pytest --durations=25 "$@"  # the 25 slowest tests in every CI log

@@ -1,4 +1,4 @@
-"""`mocha data check | episodes`: validate a dataset, freeze episodes into a file."""
+"""`mocha data check | episodes | media`: validate a dataset, freeze episodes into a file, build the real one."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 
 from mocha.core.commands import command
 from mocha.core.config import Config, option
+from mocha.errors import ConfigError
 
 VERIFY = ("full", "header")
 
@@ -38,6 +39,40 @@ class EpisodesConfig(Config):
     n: int = option(100, help="number of episodes", ge=1)
     seed: int = option(0, help="seed of the draw (episode e uses seed + e)")
     split: str | None = option(None, help="instance-labelled split (default: the dataset's episode split)")
+
+
+@dataclass(kw_only=True)
+class MediaConfig(Config):
+    """Build a real dataset (our YAML) from packaged photos and clips, NanoDet-g's detections as labels.
+
+    Sources: the opencv-doc examples that scripts/fetch_media.sh puts under media= (photos, vtest.avi,
+    Megamind.avi) and sample photos of installed packages (docs/real_data.md). Splits: base_train / base_val
+    (coarse COCO-80 labels at conf=) and personal (pedestrians of vtest.avi tracked by ByteTrack, one instance
+    per clean track), with 1- and 5-shot episode draws; media.json records every source's sha256.
+    """
+
+    out: Path = option(help="dataset folder to create (built in a temp folder, then renamed)", positional=True)
+    media: Path = option(Path(".mocha-cache/media"), help="folder scripts/fetch_media.sh filled")
+    conf: float = option(0.35, help="detector confidence a box needs to become a label", gt=0, lt=1)
+    iou: float = option(0.6, help="class-wise NMS IoU of the detector", gt=0, le=1)
+    imgsz: int = option(416, help="detector input size (NanoDet-g's own: 416)", gt=0, multiple_of=32)
+    frame_step: int = option(10, help="base splits take every k-th frame of a clip", ge=1)
+    split_frame: int = option(300, help="vtest.avi: frames before it feed the base splits, from it on the personal "
+                                        "split", ge=0)
+    min_track: int = option(60, help="clean frames a track needs to become an instance", ge=2)
+    per_track: int = option(8, help="frames picked per instance (>= 6: a 5-shot episode keeps one query)", ge=6)
+    val_fraction: float = option(0.2, help="share of photo groups and of each clip's base frames in base_val",
+                                 gt=0, lt=1)
+    seed: int = option(0, help="seed of the photo train/val split")
+    episodes: int = option(100, help="episodes per shot count (1 and 5) in the YAML's seeded draws", ge=1)
+    packages: bool = option(True, help="also use the sample photos of installed Python packages")
+    threads: int = option(1, help="torch CPU threads (0 = torch default; 1 is fastest on a busy CPU)", ge=0)
+    exist_ok: bool = option(False, help="replace out= when it exists")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.min_track < self.per_track:
+            raise ConfigError(f"min_track={self.min_track}: must be >= per_track={self.per_track}")
 
 
 @dataclass
@@ -130,9 +165,24 @@ def freeze_episodes(cfg: EpisodesConfig) -> Path:
     return cfg.out
 
 
+def run_media(cfg: MediaConfig) -> Path:
+    """`mocha data media`: build the dataset, print its counts; returns the YAML's path."""
+    import time
+
+    from mocha.data.media import build_media, summary
+
+    start = time.monotonic()
+    path = build_media(cfg)
+    typer.echo(summary(path.parent))
+    typer.echo(f"{path} written in {time.monotonic() - start:.0f} s")
+    return path
+
+
 def register(app: typer.Typer) -> None:
     """Add the `data` sub-app."""
-    data_app = typer.Typer(help="Datasets: validate YOLO-format data, freeze few-shot episodes.", no_args_is_help=True)
+    data_app = typer.Typer(help="Datasets: validate YOLO-format data, freeze few-shot episodes, build the real set.",
+                           no_args_is_help=True)
     command(data_app, "check", CheckConfig, run_check, words=("data", "check"))
     command(data_app, "episodes", EpisodesConfig, freeze_episodes, words=("data", "episodes"))
+    command(data_app, "media", MediaConfig, run_media, words=("data", "media"))
     app.add_typer(data_app, name="data")
