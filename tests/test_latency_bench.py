@@ -4,6 +4,7 @@ worker protocol carries stage times, the ratios point the right way; `student=na
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_bench_latency_nanodet_quick(tmp_path, monkeypatch):
 
 
 def test_bench_student_errors(tmp_path, monkeypatch):
-    with pytest.raises(ConfigError, match="student=yolo11n: the latency benchmark runs yolov8n | nanodet-g"):
+    with pytest.raises(ConfigError, match=re.escape("student=yolo11n: the latency benchmark runs yolov8n | nanodet-g")):
         run_benchmark("latency", tmp_path, quick=True, student="yolo11n")
     with pytest.raises(ConfigError, match="does not take a student"):
         run_benchmark("translator", tmp_path, quick=True, student="nanodet-g")
