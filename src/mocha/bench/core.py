@@ -11,9 +11,11 @@ from typing import Any
 
 from mocha.core.config import Config, option
 from mocha.core.registry import Registry
+from mocha.errors import ConfigError
 from mocha.io import write_json
 
-# name -> "module:function"; the function takes (out_dir: Path, quick: bool) and returns BenchResult.
+# name -> "module:function"; the function takes (out_dir: Path, quick: bool) and returns BenchResult; one that
+# also takes `student: str` accepts `mocha bench <name> student=...`.
 BENCHMARKS: Registry[str] = Registry("benchmark")
 BENCHMARKS.register("translator", "mocha.distill.bench:run", help="translator batched vs one region per call")
 BENCHMARKS.register("extract", "mocha.teacher.bench:run", help="teacher extraction pipeline vs forward only")
@@ -43,6 +45,8 @@ class BenchConfig(Config):
                        positional=True)
     out: Path = option(Path("runs/bench"), help="folder for <name>.json")
     quick: bool = option(False, help="fewer repetitions (for smoke tests)")
+    student: str = option("", help="the student to benchmark (latency: nanodet-g); writes <name>-<student>.json",
+                          default_text="the benchmark's own")
 
 
 @dataclass
@@ -82,24 +86,33 @@ def _check(value: Any, target: str) -> bool | None:
 
 def bench(cfg: BenchConfig) -> dict[str, Any]:
     """`mocha bench` as a function: `bench(BenchConfig(name="latency"))`."""
-    return run_benchmark(cfg.name, cfg.out, quick=cfg.quick)
+    return run_benchmark(cfg.name, cfg.out, quick=cfg.quick, student=cfg.student)
 
 
-def run_benchmark(name: str, out_dir: Path = Path("runs/bench"), quick: bool = False) -> dict[str, Any]:
-    """Run benchmark `name`, print its table and write `out_dir/<name>.json`; return the JSON object."""
+def run_benchmark(name: str, out_dir: Path = Path("runs/bench"), quick: bool = False,
+                  student: str = "") -> dict[str, Any]:
+    """Run benchmark `name`, print its table and write `out_dir/<name>.json` (`<name>-<student>.json` for a
+    `student`); return the JSON object."""
+    import inspect
+
     module, _, func = BENCHMARKS.get(name).partition(":")
     fn = getattr(importlib.import_module(module), func)
+    kw: dict[str, Any] = {}
+    if student:
+        if "student" not in inspect.signature(fn).parameters:
+            raise ConfigError(f"student={student}: `mocha bench {name}` does not take a student")
+        kw["student"] = student
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    result: BenchResult = fn(out_dir=out_dir, quick=quick)
+    result: BenchResult = fn(out_dir=out_dir, quick=quick, **kw)
     obj: dict[str, Any] = dict(result.summary)
     obj["targets"] = {k: {"target": t, "met": _check(result.summary.get(k), t)} for k, t in result.targets.items()}
     obj["rows"] = result.rows
     obj["notes"] = result.notes
     obj["machine"] = _machine()
     obj["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    obj["command"] = f"mocha bench {name}" + (" --quick" if quick else "")
-    write_json(out_dir / f"{name}.json", obj)
+    obj["command"] = f"mocha bench {name}" + (f" student={student}" if student else "") + (" --quick" if quick else "")
+    write_json(out_dir / (f"{name}-{student}.json" if student else f"{name}.json"), obj)
     _print_table(result)
     return obj
 
