@@ -83,3 +83,18 @@ def test_empty_and_mismatched_inputs_are_errors():
         dist_loss(torch.zeros(3, 4), torch.zeros(3, 5))
     with pytest.raises(DataError, match="must both be"):
         emb_loss(torch.zeros(3, 4), torch.zeros(2, 4))
+
+
+def test_relative_temperature_makes_l_emb_see_the_geometry():
+    """SPEC's T=1 over distances / d leaves softmax(-D/T) nearly uniform: L_emb ≈ log(N-1) for a right and a
+    scrambled geometry alike. Tied to the targets' mean distance, it tells them apart."""
+    import math
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(8, 128, generator=g) * 3  # regions come in groups (instances, classes), as real ones do
+    target = centres[torch.arange(32) % 8] + 0.5 * torch.randn(32, 128, generator=g)
+    right, scrambled = target + 0.01 * torch.randn(32, 128, generator=g), target[torch.randperm(32, generator=g)]
+    fixed = [emb_loss(x, target, 1.0).item() for x in (right, scrambled)]
+    assert all(abs(v - math.log(31)) < 0.01 for v in fixed)  # the loss teaches nothing
+    rel = [emb_loss(x, target, 0.1, relative=True).item() for x in (right, scrambled)]
+    assert rel[1] - rel[0] > 1.0

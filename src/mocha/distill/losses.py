@@ -29,8 +29,13 @@ def _offdiag(m: Tensor) -> Tensor:
     return m.flatten()[1:].view(n - 1, n + 1)[:, :-1].reshape(n, n - 1)
 
 
-def emb_loss(pred: Tensor, target: Tensor, temperature: float = 1.0) -> Tensor:
-    """L_emb: cross-entropy between softmax(-D_y/T) and log_softmax(-D_x/T) over the other regions; 0 for N < 2."""
+def emb_loss(pred: Tensor, target: Tensor, temperature: float = 1.0, relative: bool = False) -> Tensor:
+    """L_emb: cross-entropy between softmax(-D_y/T) and log_softmax(-D_x/T) over the other regions; 0 for N < 2.
+
+    `relative`: T is `temperature` × the mean target distance of the group (not a constant). With SPEC's T = 1 and
+    distances divided by d the softmax is nearly uniform and L_emb sits at ≈ log(N−1) whatever the geometry; tied
+    to the targets' own scale, T = 0.1 makes the nearest targets dominate, so the loss teaches who is near whom.
+    """
     _check(pred, target, "emb_loss")
     n, d = pred.shape
     if n < 2:
@@ -38,5 +43,6 @@ def emb_loss(pred: Tensor, target: Tensor, temperature: float = 1.0) -> Tensor:
     dx = _offdiag(torch.cdist(pred, pred)) / d
     with torch.no_grad():
         dy = _offdiag(torch.cdist(target, target)) / d
-        py = torch.softmax(-dy / temperature, dim=1)
-    return -(py * torch.log_softmax(-dx / temperature, dim=1)).sum(1).mean()
+        t = temperature * dy.mean().clamp_min(1e-12) if relative else temperature
+        py = torch.softmax(-dy / t, dim=1)
+    return -(py * torch.log_softmax(-dx / t, dim=1)).sum(1).mean()

@@ -164,7 +164,8 @@ class Trainer:
         for g in groups_of(local, self.group_size):
             n = sum(all_counts[i] for i in g)
             if n >= 2:
-                l_emb = l_emb + emb_loss(pred[row : row + n], target[row : row + n], self.cfg.temperature)
+                l_emb = l_emb + emb_loss(pred[row : row + n], target[row : row + n], self.cfg.temperature,
+                                         bool(self.cfg.relative_temperature))
             row += n
         if groups_global:
             l_emb = l_emb / groups_global

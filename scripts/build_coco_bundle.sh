@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Rebuild the shipped `coco` bundle (src/mocha/assets/bundles/coco) from packaged photos and videos, with our own
+# commands: real data from opencv-doc + package sample photos (pseudo labels: NanoDet-g), builtin-teacher targets,
+# PCA, stage 2 on the shipped NanoDet-g, evaluation, open-set tuning, packaging. Not run by CI or the tests
+# (docs/coco_bundle.md records what it produced). About 15 minutes on 2 idle cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/fetch_media.sh
+export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+out=${OUT:-runs/coco}
+mocha=".venv/bin/mocha"
+mkdir -p "$out"
+cmds="$out/commands.txt"
+: > "$cmds"
+run() { echo "mocha $*" >> "$cmds"; "$mocha" "$@"; }
+data="$out/data/media.yaml"
+[ -f "$data" ] || run data media out="$out/data" frame_step=3
+run teacher extract data="$data" out="$out/store" split=base_train,base_val,personal
+run teacher pca store="$out/store" dim=128 split=base_train
+run distill data="$data" store="$out/store" pca="$out/store/pca-128.safetensors" student=nanodet-g imgsz=416 \
+  det_every=0 epochs=30 batch=8 project="$out" name=distill exist_ok=true tensorboard=false
+bundle="$out/distill/best"
+run evaluate data="$data" method=student,mocha,teacher,teacher-gt detector=nanodet-g bundle="$bundle" shots=1,5 \
+  imgsz=416 episodes=100 project="$out" name=eval exist_ok=true plots=false
+rm -f "$out/tuned.gallery"
+run enroll gallery="$out/tuned.gallery" bundle="$bundle" name=probe source=.mocha-cache/media/opencv-doc/box.png \
+  box=0,0,324,223
+run gallery remove gallery="$out/tuned.gallery" name=probe
+run gallery tune gallery="$out/tuned.gallery" data="$data" episodes=20
+.venv/bin/python scripts/package_bundle.py "$bundle" "$out/tuned.gallery" coco --commands "$cmds" \
+  --extra "$out/eval/report.json"
+run gallery openset bundle=coco data="$data" episodes=20 out="$out/openset.json"
