@@ -259,3 +259,22 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     ta, tb = (torch.cat([t[k].double().reshape(-1) for k in sorted(a) if k.startswith("t.")]) for t in (a, b))
     assert len(ta) > 100_000 and (ta - tb).norm() <= 1e-5 * tb.norm(), float((ta - tb).norm() / tb.norm())
     assert (ta - tb).abs().max() <= 1e-4, float((ta - tb).abs().max())
+
+
+def test_zoomed_views_keep_targets_and_move_boxes_with_the_pixels(tmp_path):
+    from mocha.distill.data import zoomed_views
+
+    tr, _ = splits(tmp_path / "data", n_images=4)
+    out = zoomed_views(tr, [0.5])
+    n = len(tr.with_regions)
+    assert len(out.targets) == len(tr.targets) + n and out.counts[: len(tr.counts)] == tr.counts
+    i, v = tr.with_regions[0], len(tr.targets)  # the first image with boxes and its view
+    assert torch.equal(out.targets[v], tr.targets[i])
+    assert torch.allclose(out.boxes[v], tr.boxes[i] * 0.5 + 16)  # 64 px letterbox: a 32 px view at offset 16
+    x1, y1, x2, y2 = tr.boxes[i][0].round().int().tolist()
+    orig = tr.image(i)[:, y1:y2, x1:x2].mean((1, 2))
+    a1, b1, a2, b2 = out.boxes[v][0].round().int().tolist()
+    view = out.image(v)[:, b1:b2, a1:a2].mean((1, 2))
+    assert (orig - view).abs().max() < 0.08  # the same object's colour where the box now is
+    assert out.image(v)[:, :8, :8].sub(114 / 255).abs().max() < 1e-6  # grey around the shrunk image
+    assert zoomed_views(tr, []) is tr

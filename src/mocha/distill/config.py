@@ -76,6 +76,9 @@ class DistillConfig(Config):
     train_split: str = option("base_train", help="split to distill on")
     val_split: str = option("base_val", help="split whose first val_images images choose best/")
     val_images: int = option(200, help="size of the fixed validation subset (first N images, sorted by path)", ge=1)
+    zoom_out: list[float] = option([], help="also train on each image shrunk by these factors inside the letterbox, "
+                                   "with the same teacher targets (e.g. 0.5,0.3: close-ups and wide shots alike)",
+                                   gt=0, lt=1)
     heads: int | None = option(None, help="translator attention heads (must divide the student's region dim)", ge=1,
                                default_text="region dim / 32: 14 for YOLOv8n, 12 for NanoDet-g")
     det_loss: str = option("auto", help="L_det of detection epochs: labels (the student's own loss on the boxes) | "

@@ -75,6 +75,38 @@ def make_split(dataset: DetectionDataset, targets: list[Tensor], cache_mb: float
     return SplitData(dataset, [torch.as_tensor(t).float() for t in targets], boxes, images)
 
 
+def zoomed_views(split: SplitData, factors: list[float]) -> SplitData:
+    """`split` plus, per image with boxes and per factor f, the letterboxed image shrunk by f and centred on grey
+    (boxes scaled with it), keeping the image's teacher targets.
+
+    The teacher embeds a crop resized to its own input, so a region's target does not depend on where or how big
+    it sits in the student's letterbox; the student's pooled features do. The views teach the translator that a
+    close-up and a wide shot of one object are the same thing (enrol from a close-up, find it across a room).
+    """
+    import torch.nn.functional as F
+
+    if not factors:
+        return split
+    if any(img is None for img in split.images):
+        raise ConfigError("zoom_out: the split's images do not fit in memory (cache_mb); train without zoom_out")
+    records, targets, boxes, images = list(split.dataset.records), list(split.targets), list(split.boxes), \
+        list(split.images)
+    size = split.dataset.imgsz
+    for f in factors:
+        side = max(32, int(round(size * f)))
+        off = (size - side) // 2
+        scale = side / size
+        for i in split.with_regions:
+            small = F.interpolate(split.images[i][None].float(), size=(side, side), mode="area")[0]
+            canvas = torch.full((3, size, size), 114.0)
+            canvas[:, off : off + side, off : off + side] = small
+            records.append(split.dataset.records[i])
+            targets.append(split.targets[i])
+            boxes.append(split.boxes[i] * scale + off)
+            images.append(canvas.round_().to(torch.uint8))
+    return SplitData(DetectionDataset(records, size), targets, boxes, images)
+
+
 def load_splits(cfg: DistillConfig, spec: Any, pca: Any) -> tuple[SplitData, SplitData, dict[str, Any]]:
     """(train, val, notes) for `cfg`: targets from the store through the PCA.
 
@@ -91,7 +123,9 @@ def load_splits(cfg: DistillConfig, spec: Any, pca: Any) -> tuple[SplitData, Spl
     val_targets = (
         targets.load_split_targets(cfg, spec, cfg.val_split, val_records, pca, required=False) if val_records else None
     )
-    train = make_split(DetectionDataset(train_records, cfg.imgsz), train_targets)
+    train = zoomed_views(make_split(DetectionDataset(train_records, cfg.imgsz), train_targets), list(cfg.zoom_out))
+    if cfg.zoom_out:
+        notes["zoom_out"] = list(cfg.zoom_out)
     if val_targets is not None:
         notes["val_source"] = f"{cfg.val_split}[:{len(val_records)}]"
         return train, make_split(DetectionDataset(val_records, cfg.imgsz), val_targets), notes
