@@ -173,4 +173,21 @@ def create_mobilenet(device: str | None = None, batch_size: int = 16, **unknown:
     if unknown:
         raise ConfigError(f"mobilenet teacher: unknown option(s) {', '.join(sorted(unknown))} "
                           f"(it takes device, batch_size)")
-    return MobileNetTeacher(device or "cpu", batch_size)
+    return NormalizedTeacher(MobileNetTeacher(device or "cpu", batch_size))
+
+
+class NormalizedTeacher(Teacher):
+    """An image teacher's embeddings L2-normalized, as SPEC's image side z (and the merged teacher's tail) are."""
+
+    def __init__(self, inner: Teacher) -> None:
+        self.inner, self.name, self.dim, self.batch_size = inner, inner.name, inner.dim, inner.batch_size
+
+    def settings(self) -> dict[str, Any]:
+        return {**self.inner.settings(), "normalized": "L2"}
+
+    def to(self, device: str | torch.device) -> Teacher:
+        self.inner.to(device)
+        return self
+
+    def embed(self, crops: list[np.ndarray], labels: list[str]) -> Tensor:
+        return torch.nn.functional.normalize(self.inner.embed(crops, labels).float(), dim=1)
