@@ -1,4 +1,4 @@
-"""The built-in teacher and its image side alone (`teacher=mobilenet`) on real photos."""
+"""The built-in teacher and its image side alone (`teacher=mobilenetv2`) on real photos."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from mocha.teacher.registry import create_teacher
 def test_mobilenet_is_the_builtin_image_half_and_ignores_the_label():
     crops = [np.ascontiguousarray(data.coffee()[50:300, 100:400]), np.ascontiguousarray(data.chelsea())]
     merged = create_teacher("builtin").embed(crops, ["cup", "cat"])
-    image = create_teacher("mobilenet")
+    image = create_teacher("mobilenetv2")
     alone = image.embed(crops, ["cup", "cat"])
     assert image.dim == 1280 and merged.shape[1] == 384 + 1280
     # [MiniLM(text) ; ẑ·‖text‖] with a unit-norm text half: the tail is the normalized image embedding itself

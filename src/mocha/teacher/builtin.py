@@ -171,7 +171,7 @@ def create_mobilenet(device: str | None = None, batch_size: int = 16, **unknown:
     appearance alone.
     """
     if unknown:
-        raise ConfigError(f"mobilenet teacher: unknown option(s) {', '.join(sorted(unknown))} "
+        raise ConfigError(f"mobilenetv2 teacher: unknown option(s) {', '.join(sorted(unknown))} "
                           f"(it takes device, batch_size)")
     return NormalizedTeacher(MobileNetTeacher(device or "cpu", batch_size))
 
@@ -180,6 +180,7 @@ class NormalizedTeacher(Teacher):
     """An image teacher's embeddings L2-normalized, as SPEC's image side z (and the merged teacher's tail) are."""
 
     def __init__(self, inner: Teacher) -> None:
+        # the registry name is the inner teacher's (`teacher=mobilenetv2`): a store checks the two agree
         self.inner, self.name, self.dim, self.batch_size = inner, inner.name, inner.dim, inner.batch_size
 
     def settings(self) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def _llava_clip(**kw: Any) -> Teacher:
 
 TEACHERS: Registry[Callable[..., Teacher]] = Registry("teacher", option="--teacher")
 TEACHERS.register("builtin", _builtin, help="offline: MiniLM text + ImageNet MobileNetV2 image (pip wheels)")
-TEACHERS.register("mobilenet", _mobilenet, help="offline, appearance only: the built-in teacher's image side "
+TEACHERS.register("mobilenetv2", _mobilenet, help="offline, appearance only: the built-in teacher's image side "
                   "(ImageNet MobileNetV2, 1280-d), no class text")
 TEACHERS.register("llava", _llava, help="LLaVA-1.5 hidden-state mean of its description (HF weights)")
 TEACHERS.register("clip", _clip, help="CLIP image features (HF weights)")
