@@ -25,6 +25,11 @@ def main() -> None:
     ap.add_argument("gallery", type=Path, help="a gallery `mocha gallery tune` tuned with this bundle")
     ap.add_argument("name", choices=SHIPPED_BUNDLES, help="the shipped name")
     ap.add_argument("--commands", type=Path, required=True, help="text file: the commands that built the bundle")
+    ap.add_argument("--min-similarity", type=float, default=None,
+                    help="the open-set threshold to ship instead of the tuned one (e.g. the equal-error point of "
+                         "`mocha gallery openset`)")
+    ap.add_argument("--replace", nargs="*", default=[], metavar="OLD=NEW",
+                    help="path prefixes to rewrite in the recorded config and reports (no machine paths shipped)")
     ap.add_argument("--extra", type=Path, nargs="*", default=[], help="JSON reports to record (evaluation, open set)")
     a = ap.parse_args()
 
@@ -35,7 +40,22 @@ def main() -> None:
         tuned_on = g.get_setting("tuned_on")
     if any(v is None for v in tuned.values()):
         raise SystemExit(f"{a.gallery}: not tuned (run `mocha gallery tune` first); has {tuned}")
-    config = {**src.config, "personalize": tuned, "personalize_tuned_on": tuned_on}
+    if a.min_similarity is not None:
+        tuned["min_similarity"] = a.min_similarity
+    pairs = [r.split("=", 1) for r in a.replace]
+
+    def clean(v: object) -> object:
+        if isinstance(v, str):
+            for old, new in pairs:
+                v = v.replace(old, new)
+            return v
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return v
+
+    config = clean({**src.config, "personalize": tuned, "personalize_tuned_on": tuned_on})
     out = asset_path("bundles", a.name)
     save_bundle(out, src.student, src.translator, src.pca, config)
     packaged = load_bundle(out)  # loads back by name, hash-checked student reference included
@@ -48,7 +68,7 @@ def main() -> None:
         "personalize": tuned,
         "files": files,
         "commands": a.commands.read_text().strip().splitlines(),
-        "reports": {p.name: json.loads(p.read_text()) for p in a.extra},
+        "reports": clean({p.name: json.loads(p.read_text()) for p in a.extra}),
     })
     print(f"{out}: digest {packaged.digest}, {len(files)} files, defaults {tuned}")
 
