@@ -57,6 +57,27 @@ def test_personal_only_heldout_world(tmp_path: Path) -> None:
         generate_world(tmp_path / "bad", size="tiny", splits="base", progress=False)
 
 
+def test_every_texture_and_background_of_a_world_comes_from_its_set(tmp_path: Path, monkeypatch) -> None:
+    asked: list[tuple[str, ...]] = []
+    real_crop, real_photos = textures.crop, textures.photos
+
+    def crop(rng, size, names=textures.PHOTO_NAMES):
+        asked.append(names)
+        return real_crop(rng, size, names)
+
+    def photos(names=textures.PHOTO_NAMES):
+        asked.append(names)
+        return real_photos(names)
+
+    monkeypatch.setattr(textures, "crop", crop)
+    monkeypatch.setattr(textures, "photos", photos)
+    generate_world(tmp_path / "h", size="tiny", seed=1, photos="heldout", progress=False)
+    assert asked and set(asked) == {textures.photo_set("heldout")}
+    asked.clear()
+    generate_world(tmp_path / "d", size="tiny", seed=1, progress=False)
+    assert asked and set(asked) == {textures.PHOTO_NAMES}
+
+
 def test_evaluation_runs_on_a_personal_only_world(tmp_path: Path) -> None:
     """What the demo's heldout-evaluate stage needs from the world: the personal split and its episodes."""
     from mocha.data.dataset import load_dataset, load_episodes
@@ -87,8 +108,15 @@ def test_demo_refuses_an_overlapping_heldout_world(args: dict, match: str | None
             DemoConfig(**args)
 
 
-def test_demo_cli_refuses_an_overlapping_heldout_world(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_demo_cli_refuses_an_overlapping_heldout_world(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import mocha.demo.run
     from mocha.cli import main
+
+    def no_demo(cfg):  # refused while parsing the options: no stage may start
+        raise AssertionError("the demo started")
+
+    monkeypatch.setattr(mocha.demo.run, "run_demo", no_demo)
 
     with pytest.raises(SystemExit) as exc:
         main(["demo", "heldout_seed=0", f"out={tmp_path}"])
