@@ -1,4 +1,5 @@
-"""`mocha demo` end to end on the tiny world: every stage, report files, then a rerun that reuses all."""
+"""`mocha demo` end to end on the tiny world: every stage, an interruption in the held-out evaluation that a rerun
+resumes from the last finished stage, report files (both worlds), then a rerun that reuses all."""
 
 from __future__ import annotations
 
@@ -8,30 +9,64 @@ import pytest
 
 from mocha.cli import main
 
+STAGES = ("world", "student", "extract", "pca", "distill", "evaluate", "probe", "heldout-world", "heldout-evaluate",
+          "heldout-probe")
 
-@pytest.mark.timeout(900)  # the whole tiny demo: world, teacher, distillation, evaluation
-def test_demo_tiny_then_cached(tmp_path, capsys):
+
+def _ran(out: str) -> dict[str, bool]:
+    """{stage: ran (False = cached)} from the demo's closing summary."""
+    rows = [line.split() for line in out.splitlines()]
+    return {r[0]: r[1] == "ran" for r in rows if len(r) > 2 and r[0] in STAGES and r[1] in ("ran", "cached")}
+
+
+@pytest.mark.timeout(900)  # the whole tiny demo: world, teacher, distillation, evaluation, held-out world
+def test_demo_tiny_interrupted_resumed_then_cached(tmp_path, capsys, monkeypatch):
+    import mocha.evaluate.episodic as episodic
+
     args = ["demo", "size=tiny", "pretrain_epochs=1", "epochs=2", "det_every=2", "dim=8", "episodes=2",
             "probe_episodes=3", "imgsz=64", f"out={tmp_path}", "progress=false"]
+    real = episodic.evaluate
+
+    def interrupted_on_heldout(config):  # Ctrl-C while the held-out world is being evaluated
+        if "heldout-world" in str(config.data):
+            raise KeyboardInterrupt
+        return real(config)
+
+    monkeypatch.setattr(episodic, "evaluate", interrupted_on_heldout)
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 130 and not (tmp_path / "report.json").exists()
+    monkeypatch.setattr(episodic, "evaluate", real)
+    capsys.readouterr()
     main(args)
+    ran = _ran(capsys.readouterr().out)
+    assert ran == {s: s in ("heldout-evaluate", "heldout-probe") for s in STAGES}  # resumed after heldout-world
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["probe"]) == {"1", "5"}
     for row in report["probe"].values():
         assert set(row) == {"colour_histogram", "teacher", "student", "mocha", "chance"}
         assert all(0 <= v <= 100 for v in row.values())
     assert set(report["results"]["1"]) == {"student", "mocha", "teacher", "teacher-gt"}
-    assert set(report["wall_seconds"]) >= {"world", "student", "extract", "pca", "distill", "evaluate", "probe",
-                                           "total_from_scratch", "total_this_run"}
+    assert set(report["wall_seconds"]) >= {*STAGES, "total_from_scratch", "total_this_run"}
+    # the held-out world: the same schema, another seed, disjoint photos, personal split only
+    assert set(report["heldout"]) == {"1", "5"} and set(report["heldout"]["1"]) == set(report["results"]["1"])
+    assert set(report["heldout"]["1"]["mocha"]) == set(report["results"]["1"]["mocha"])
+    assert 0 <= report["heldout"]["1"]["mocha"]["map50_95"] <= 100
+    assert set(report["heldout_probe"]["1"]) == set(report["probe"]["1"])
+    hw, w = report["heldout_world"], report["world"]
+    assert hw["seed"] == 1 and w["seed"] == 0 and hw["splits"] == ["personal"]
+    assert hw["photos"] and not set(hw["photos"]) & set(w["photos"])
     assert report["pca"]["dim"] == 8 and report["student"]["source"].startswith("mocha pretrain")
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# mocha demo report") and "| 1 | mocha |" in md and "Neural-collapse probe" in md
+    assert "## Held-out world" in md and f"seed {hw['seed']}" in md
     assert (tmp_path / "plots").is_dir() and (tmp_path / "bundle" / "bundle.json").is_file()
     capsys.readouterr()
     main(args)
-    out = capsys.readouterr().out
-    assert sum(" cached " in line for line in out.splitlines()) == 7
+    assert _ran(capsys.readouterr().out) == dict.fromkeys(STAGES, False)
     again = json.loads((tmp_path / "report.json").read_text())
     assert again["results"] == report["results"] and again["probe"] == report["probe"]
+    assert again["heldout"] == report["heldout"]
 
 
 def test_demo_refuses_bad_shots_and_a_tampered_shipped_student(tmp_path):

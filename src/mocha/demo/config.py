@@ -7,7 +7,9 @@ from pathlib import Path
 
 from mocha.core.config import Config, option
 from mocha.data.world.generate import SIZES
+from mocha.data.world.textures import PHOTO_SETS, photo_set
 from mocha.distill.recipes import PAPER, TUNED
+from mocha.errors import ConfigError
 
 # stage 2 runs the tuned recipe; these options are the ones the demo exposes (the rest come from the recipe)
 RECIPE = TUNED
@@ -16,7 +18,8 @@ RECIPE = TUNED
 @dataclass(kw_only=True)
 class DemoConfig(Config):
     """The whole MOCHA recipe on the embedded default world: world → stage 1 → teacher store → PCA → stage 2 →
-    stage 3 (student / mocha / teacher / teacher-gt) → neural-collapse probe.
+    stage 3 (student / mocha / teacher / teacher-gt) → neural-collapse probe; then the same student and bundle
+    on the personal split of a held-out world (another seed, disjoint photos; nothing is tuned on it).
 
     Finished stages are reused (content-keyed, under <out>/stages/); writes <out>/report.md, report.json and plots/.
     """
@@ -40,9 +43,35 @@ class DemoConfig(Config):
     episodes: int = option(100, help="episodes per shot count", ge=1)
     probe_episodes: int = option(100, help="episodes of the neural-collapse probe", ge=1)
     shots: list[int] = option([1, 5], help="comma-separated shot counts", ge=1)
+    heldout: bool = option(True, help="also evaluate on a held-out world (personal split only: another seed, "
+                           "texture/background photos disjoint from the default world's)")
+    heldout_seed: int | None = option(None, help="held-out world seed (must differ from seed)",
+                                      default_text="seed + 1")
+    heldout_photos: str = option("heldout", help=f"held-out photo set: {' | '.join(PHOTO_SETS)} or a comma list "
+                                 "(must share no photo with the default world's)")
     out: Path = option(Path("runs/demo"), help="demo folder (its stage cache is reused by later runs)")
     fresh: bool = option(False, help="rerun every stage (and retrain the stage-1 student)")
     progress: bool = option(True, help="progress bars (a line every few seconds when not a terminal)")
+
+    # the default world always draws from the default photo set: the shipped student was trained on it
+    photos = "default"
+
+    @property
+    def heldout_world_seed(self) -> int:
+        return self.seed + 1 if self.heldout_seed is None else self.heldout_seed
+
+    def validate(self) -> None:
+        """A held-out world that shares the seed or any photo with the default world is refused."""
+        super().validate()
+        if not self.heldout:
+            return
+        if self.heldout_world_seed == self.seed:
+            raise ConfigError(f"heldout_seed={self.heldout_seed}: the held-out world needs another seed than the "
+                              f"default world's (seed={self.seed})")
+        shared = sorted(set(photo_set(self.heldout_photos)) & set(photo_set(self.photos)))
+        if shared:
+            raise ConfigError(f"heldout_photos={self.heldout_photos}: shares {', '.join(shared)} with the default "
+                              f"world's photos; give a set disjoint from {self.photos!r} (e.g. heldout)")
 
     def distill_overrides(self) -> dict[str, float | int]:
         """The stage-2 options the demo sets on top of its recipe."""

@@ -2,7 +2,9 @@
 
 world → student (stage 1: the shipped, hash-checked student of the default world, or `mocha pretrain`) →
 extract (built-in teacher embeddings of every GT region into the store) → pca → distill (stage 2) →
-evaluate (stage 3: student / mocha / teacher / teacher-gt, episodic) → probe (the neural-collapse evidence).
+evaluate (stage 3: student / mocha / teacher / teacher-gt, episodic) → probe (the neural-collapse evidence) →
+heldout-world / heldout-evaluate / heldout-probe (the same student and bundle on the personal split of a world
+with another seed and disjoint photos; no earlier stage reads anything of it, so nothing is tuned on it).
 A stage's key covers its config and its inputs' keys; a rerun reuses finished stages, `--fresh` reruns all.
 """
 
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mocha.data.world.textures import photo_set
 from mocha.demo.config import RECIPE, DemoConfig
 from mocha.demo.shipped import shipped_student
 from mocha.demo.stages import StageResult, run_stage
@@ -127,19 +130,23 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     bundle = s_distill.dir / s_distill.result["bundle"]
 
     # ------------------------------------------------------------------ stage 3
-    def evaluate_stage(work: Path) -> dict[str, Any]:
-        from mocha.evaluate.episodic import EvalConfig, evaluate
-        from mocha.evaluate.methods import MethodSpec
+    def evaluate_on(world: Path) -> Any:
+        def evaluate_stage(work: Path) -> dict[str, Any]:
+            from mocha.evaluate.episodic import EvalConfig, evaluate
+            from mocha.evaluate.methods import MethodSpec
 
-        methods = [MethodSpec("student", detector=student), MethodSpec("mocha", bundle=bundle),
-                   MethodSpec("teacher", teacher=cfg.teacher), MethodSpec("teacher-gt", teacher=cfg.teacher)]
-        report = evaluate(EvalConfig(data=data, methods=methods, shots=list(cfg.shots), episodes=cfg.episodes,
-                                     detector=student, imgsz=cfg.imgsz, project=work, name="evaluate", cache=False,
-                                     progress=cfg.progress))
-        return {"report": json.loads(json.dumps(report, default=str)), "run": "evaluate"}
+            methods = [MethodSpec("student", detector=student), MethodSpec("mocha", bundle=bundle),
+                       MethodSpec("teacher", teacher=cfg.teacher), MethodSpec("teacher-gt", teacher=cfg.teacher)]
+            report = evaluate(EvalConfig(data=world, methods=methods, shots=list(cfg.shots), episodes=cfg.episodes,
+                                         detector=student, imgsz=cfg.imgsz, project=work, name="evaluate",
+                                         cache=False, progress=cfg.progress))
+            return {"report": json.loads(json.dumps(report, default=str)), "run": "evaluate"}
 
-    s_eval = stage("evaluate", {"student": s_student.key, "distill": s_distill.key, "teacher": cfg.teacher,
-                                "episodes": cfg.episodes, "shots": cfg.shots, "imgsz": cfg.imgsz}, evaluate_stage)
+        return evaluate_stage
+
+    eval_inputs = {"student": s_student.key, "distill": s_distill.key, "teacher": cfg.teacher,
+                   "episodes": cfg.episodes, "shots": cfg.shots, "imgsz": cfg.imgsz}
+    s_eval = stage("evaluate", eval_inputs, evaluate_on(data))
 
     def probe(work: Path) -> dict[str, Any]:
         from mocha.demo.probe import collapse_probe
@@ -147,12 +154,52 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         return {"probe": collapse_probe(data, shots=cfg.shots, episodes=cfg.probe_episodes, store=store,
                                         student=student, bundle=bundle, imgsz=cfg.imgsz)}
 
-    s_probe = stage("probe", {"extract": s_extract.key, "student": s_student.key, "distill": s_distill.key,
-                              "shots": cfg.shots, "episodes": cfg.probe_episodes}, probe)
+    probe_inputs = {"student": s_student.key, "distill": s_distill.key, "shots": cfg.shots,
+                    "episodes": cfg.probe_episodes}
+    s_probe = stage("probe", {"extract": s_extract.key, **probe_inputs}, probe)
+
+    # ------------------------------------------------------------------ held-out world (evaluation only)
+    heldout: dict[str, Any] | None = None
+    if cfg.heldout:
+        h_photos = list(photo_set(cfg.heldout_photos))
+        h_world = {"size": cfg.size, "seed": cfg.heldout_world_seed, "photos": h_photos, "splits": "personal"}
+
+        def heldout_world(work: Path) -> dict[str, Any]:
+            from mocha.data.world import generate_world
+
+            # only the personal split and its episodes: no stage trains on a held-out image
+            yml = generate_world(work / "world", size=cfg.size, seed=cfg.heldout_world_seed, photos=tuple(h_photos),
+                                 splits="personal", progress=cfg.progress)
+            return {"yaml": str(yml.relative_to(work))}
+
+        s_hworld = stage("heldout-world", h_world, heldout_world)
+        h_data = s_hworld.dir / s_hworld.result["yaml"]
+        s_heval = stage("heldout-evaluate", {"world": s_hworld.key, **eval_inputs}, evaluate_on(h_data))
+
+        def heldout_probe(work: Path) -> dict[str, Any]:
+            from mocha.demo.probe import collapse_probe
+            from mocha.teacher.extract import extract_split
+
+            # the probe's teacher side reads the store: the held-out personal regions only
+            extract_split(h_data, "personal", work / "store", teacher=cfg.teacher, progress=cfg.progress)
+            return {"probe": collapse_probe(h_data, shots=cfg.shots, episodes=cfg.probe_episodes,
+                                            store=work / "store", student=student, bundle=bundle, imgsz=cfg.imgsz)}
+
+        s_hprobe = stage("heldout-probe", {"world": s_hworld.key, "teacher": cfg.teacher, **probe_inputs},
+                         heldout_probe)
+        heldout = {"results": s_heval.result["report"]["results"], "probe": s_hprobe.result["probe"],
+                   "world": {**h_world, "splits": ["personal"], "dataset": s_heval.result["report"]["dataset"],
+                             "episodes_run": s_heval.result["report"].get("episodes_run")}}
 
     # ------------------------------------------------------------------ report
     report = dict(s_eval.result["report"])
     report["probe"] = s_probe.result["probe"]
+    report["world"] = {"size": cfg.size, "seed": cfg.seed, "photos": list(photo_set(cfg.photos)),
+                       "splits": ["base_train", "base_val", "personal"]}
+    if heldout is not None:  # the same schema as `results` / `probe`: heldout["1"]["mocha"]["map50_95"]
+        report["heldout"] = heldout["results"]
+        report["heldout_probe"] = heldout["probe"]
+        report["heldout_world"] = heldout["world"]
     report["student"] = {k: s_student.result.get(k) for k in ("source", "metrics", "command")}
     report["distill"] = {k: s_distill.result.get(k) for k in ("best_epoch", "best_val_loss")}
     report["pca"] = {"dim": cfg.dim, **{k: s_pca.result[k] for k in ("explained_variance", "vectors")}}
@@ -172,8 +219,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     write_text(out / "report.md", _markdown(report, stages))
     print()
     for s in stages:
-        print(f"{s.name:9s} {'cached' if s.cached else 'ran   '} {s.seconds:7.1f} s  {_figure(s, report)}")
-    print(f"total     {report['wall_seconds']['total_this_run']:.1f} s this run "
+        print(f"{s.name:16s} {'cached' if s.cached else 'ran   '} {s.seconds:7.1f} s  {_figure(s, report)}")
+    print(f"{'total':16s} {report['wall_seconds']['total_this_run']:.1f} s this run "
           f"({report['wall_seconds']['total_from_scratch']:.1f} s of stage work)")
     print(f"report: {out / 'report.md'}")
     return report
@@ -182,7 +229,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 def _figure(s: StageResult, report: dict[str, Any]) -> str:
     """The key figure of a stage for the closing summary."""
     r = s.result
-    if s.name == "world":
+    if s.name in ("world", "heldout-world"):
         return r["yaml"]
     if s.name == "student":
         m = r.get("metrics") or {}
@@ -193,10 +240,11 @@ def _figure(s: StageResult, report: dict[str, Any]) -> str:
         return f"d_t {report['pca']['dim']}, {100 * r['explained_variance']:.1f}% variance kept"
     if s.name == "distill":
         return f"best epoch {r.get('best_epoch')}, val loss {r.get('best_val_loss', 0):.4f}"
-    if s.name == "evaluate":
-        one = report["results"].get(str(min(int(k) for k in report["results"])), {})
+    if s.name in ("evaluate", "heldout-evaluate"):
+        res = r["report"]["results"]
+        one = res.get(str(min(int(k) for k in res)), {})
         return "1-shot mAP50-95: " + ", ".join(f"{m} {v['map50_95']:.1f}" for m, v in one.items())
-    if s.name == "probe":
+    if s.name in ("probe", "heldout-probe"):
         one = r["probe"].get(min(r["probe"], key=int), {})
         return "1-shot probe %: " + ", ".join(f"{k} {v:.1f}" for k, v in one.items())
     return ""
@@ -219,6 +267,8 @@ def _markdown(report: dict[str, Any], stages: list[StageResult]) -> str:
     lines += ["| shots | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for k, row in report["probe"].items():
         lines.append(f"| {k} | " + " | ".join(f"{row[n]:.1f}" if n in row else "–" for n in names) + " |")
+    if "heldout" in report:
+        lines += _heldout_markdown(report)
     st = report.get("student", {})
     lines += ["", f"Stage-1 student: {st.get('source')}.", ""]
     lines += ["## Stages", "", "| stage | seconds | cached |", "|---|---|---|"]
@@ -226,3 +276,27 @@ def _markdown(report: dict[str, Any], stages: list[StageResult]) -> str:
     ws = report["wall_seconds"]
     lines += ["", f"Stage work in total: {ws['total_from_scratch']:.1f} s; this run: {ws['total_this_run']:.1f} s."]
     return "\n".join(lines) + "\n"
+
+
+def _heldout_markdown(report: dict[str, Any]) -> list[str]:
+    """The default and the held-out world side by side (mAP50-95, mAP50, probe)."""
+    w, h = report["world"], report["heldout_world"]
+    lines = ["", "## Held-out world: the same student and bundle, nothing tuned on it (%)", "",
+             f"Default world: seed {w['seed']}, photos {', '.join(w['photos'])}. Held-out world: seed {h['seed']}, "
+             f"photos {', '.join(h['photos'])} (personal split only).", "",
+             "| shots | method | mAP50-95 default | mAP50-95 held-out | mAP50 default | mAP50 held-out |",
+             "|---|---|---|---|---|---|"]
+    for shots, methods in report["results"].items():
+        for m, r in methods.items():
+            o = report["heldout"].get(shots, {}).get(m)
+            lines.append(f"| {shots} | {m} | {r['map50_95']:.1f} | {o['map50_95']:.1f} | {r['map50']:.1f} "
+                         f"| {o['map50']:.1f} |" if o else f"| {shots} | {m} | {r['map50_95']:.1f} | – "
+                         f"| {r['map50']:.1f} | – |")
+    names = ["colour_histogram", "teacher", "student", "mocha", "chance"]
+    lines += ["", "Neural-collapse probe, default / held-out:", "",
+              "| shots | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for k, row in report["probe"].items():
+        other = report.get("heldout_probe", {}).get(k, {})
+        lines.append(f"| {k} | " + " | ".join(
+            f"{row[n]:.1f} / {other[n]:.1f}" if n in row and n in other else "–" for n in names) + " |")
+    return lines

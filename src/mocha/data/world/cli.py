@@ -10,7 +10,8 @@ import typer
 
 from mocha.core.commands import command
 from mocha.core.config import Config, option
-from mocha.data.world.generate import SIZES
+from mocha.data.world.generate import SIZES, SPLITS
+from mocha.data.world.textures import PHOTO_SETS
 from mocha.data.world.video import SIZES as VIDEO_SIZES
 
 
@@ -21,6 +22,10 @@ class GenerateConfig(Config):
     out: Path = option(help="output folder (must be empty or absent unless overwrite=true)")
     size: str = option("small", help="tiny (unit tests) | small (default demo) | medium", choices=list(SIZES))
     seed: int = option(0, help="same seed and size give byte-identical files")
+    photos: str = option("default", help=f"texture/background photos: {' | '.join(PHOTO_SETS)} (disjoint halves of "
+                         "the bundled photos) or a comma list of photo names")
+    splits: str = option("all", help="all | personal (only the personal split and its episodes: enough to "
+                         "evaluate a trained student on it)", choices=list(SPLITS))
     overwrite: bool = option(False, help="replace a non-empty output folder")
     progress: bool = option(True, help="progress bar / lines")
 
@@ -57,7 +62,8 @@ class VideoConfig(Config):
 def generate(cfg: GenerateConfig) -> Path:
     from mocha.data.world.generate import generate_world
 
-    out = generate_world(cfg.out, size=cfg.size, seed=cfg.seed, overwrite=cfg.overwrite, progress=cfg.progress)
+    out = generate_world(cfg.out, size=cfg.size, seed=cfg.seed, overwrite=cfg.overwrite, progress=cfg.progress,
+                         photos=cfg.photos, splits=cfg.splits)
     typer.echo(str(out))
     return out
 

@@ -11,11 +11,12 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from mocha.data.world import render, shapes
+from mocha.data.world import render, shapes, textures
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir
 
 YAML_NAME = "mochaworld.yaml"
+SPLITS = ("all", "personal")
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,11 @@ def _save(img: np.ndarray, path: Path) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def _scene(insts: list[render.Instance], bg_rng: np.random.Generator, cfg: WorldSize
+def _scene(insts: list[render.Instance], bg_rng: np.random.Generator, cfg: WorldSize,
+           photo_names: tuple[str, ...] = textures.PHOTO_NAMES
            ) -> tuple[np.ndarray, list[tuple[render.Instance, tuple[float, float, float, float]]]]:
     size = cfg.imgsz
-    bg = render.background(bg_rng, size)
+    bg = render.background(bg_rng, size, photo_names)
     hi = {1: 0.6, 2: 0.5, 3: 0.45}.get(len(insts), 0.4)
     views = [render.view(i, bg_rng, int(size * float(bg_rng.uniform(0.25, hi)))) for i in insts]
     img, boxes = render.compose(bg, views, bg_rng, occluder=bool(bg_rng.random() < 0.3))
@@ -86,41 +88,46 @@ def _episodes(contains: dict[int, list[str]], files: list[str], shots: int, n: i
     return {"split": "personal", "shots": shots, "episodes": eps}
 
 
-def make_instances(cfg: WorldSize, seed: int, base: bool = True) -> list[render.Instance]:
+def make_instances(cfg: WorldSize, seed: int, base: bool = True,
+                   photo_names: tuple[str, ...] = textures.PHOTO_NAMES) -> list[render.Instance]:
     """The world's instances in id order (base, then personal); each id has its own rng, so `base=False`
-    gives the same personal instances without rendering the base ones (the video world reuses them)."""
+    gives the same personal instances without rendering the base ones (the video world and a personal-only
+    world reuse them)."""
     cats = list(shapes.CATEGORIES[: cfg.categories])
     insts: list[render.Instance] = []
     for c, cat in enumerate(cats):
         for j in range(cfg.base_per_cat):
             iid = c * cfg.base_per_cat + j
             if base:
-                insts.append(render.make_instance(iid, f"{cat}-{j:02d}", c, "base", _rng(seed, 1, iid)))
+                insts.append(render.make_instance(iid, f"{cat}-{j:02d}", c, "base", _rng(seed, 1, iid),
+                                                  photo_names=photo_names))
     for c, cat in enumerate(cats):
         # Personal instances of a category share one palette, so colour alone cannot tell them apart.
         pal = 2 * int(_rng(seed, 5, c).integers(3))
         for j in range(cfg.personal_per_cat):
             iid = cfg.categories * cfg.base_per_cat + c * cfg.personal_per_cat + j
-            insts.append(render.make_instance(iid, f"my-{cat}-{j}", c, "personal", _rng(seed, 1, iid), pal))
+            insts.append(render.make_instance(iid, f"my-{cat}-{j}", c, "personal", _rng(seed, 1, iid), pal,
+                                              photo_names))
     return insts
 
 
-def _build(out: Path, cfg: WorldSize, seed: int, progress: bool) -> None:
+def _build(out: Path, cfg: WorldSize, seed: int, progress: bool, photo_names: tuple[str, ...] = textures.PHOTO_NAMES,
+           base_splits: bool = True) -> None:
     from mocha.core.progress import progress as progress_bar
 
     cats = list(shapes.CATEGORIES[: cfg.categories])
-    insts = make_instances(cfg, seed)
+    insts = make_instances(cfg, seed, base=base_splits, photo_names=photo_names)
     base = [i for i in insts if i.split == "base"]
     personal = [i for i in insts if i.split == "personal"]
-    total = cfg.base_train + cfg.base_val + len(personal) * cfg.images_per_personal
+    total = (cfg.base_train + cfg.base_val) * base_splits + len(personal) * cfg.images_per_personal
     bar = progress_bar(total=total, desc="mochaworld", enable=progress, unit="img")
 
-    for split, n, key in (("train", cfg.base_train, 2), ("val", cfg.base_val, 3)):
+    for split, n, key in (("train", cfg.base_train, 2), ("val", cfg.base_val, 3)) if base_splits else ():
         scenes, sidecar = [], {}
         for k in range(n):
             rng = _rng(seed, key, k)
             picks = [base[int(i)] for i in rng.choice(len(base), size=int(rng.integers(1, 5)), replace=False)]
-            img, objs = _scene(picks, rng, cfg)
+            img, objs = _scene(picks, rng, cfg, photo_names)
             name = f"{split}_{k:05d}.jpg"
             scenes.append((name, img, [(i.coarse, b) for i, b in objs]))
             sidecar[name] = [i.id for i, _ in objs]
@@ -140,9 +147,9 @@ def _build(out: Path, cfg: WorldSize, seed: int, progress: bool) -> None:
                 pool = mates if (mates and rng.random() < 0.6) else [i for i in others if i not in picks]
                 picks.append(pool[int(rng.integers(len(pool)))])
             order = rng.permutation(len(picks))
-            img, objs = _scene([picks[int(o)] for o in order], rng, cfg)
+            img, objs = _scene([picks[int(o)] for o in order], rng, cfg, photo_names)
             if inst.id not in [i.id for i, _ in objs]:  # the primary instance must be visible: render it alone
-                img, objs = _scene([inst], rng, cfg)
+                img, objs = _scene([inst], rng, cfg, photo_names)
             name = f"p{inst.id:04d}_{k:03d}.jpg"
             scenes.append((name, img, [(i.id, b) for i, b in objs]))
             for i, _ in objs:
@@ -167,14 +174,25 @@ def _build(out: Path, cfg: WorldSize, seed: int, progress: bool) -> None:
         "episodes": {"personal": {"1": "personal/episodes_1shot.json", "5": "personal/episodes_5shot.json"}},
         "world": {"generator": "mochaworld/1", "seed": seed, "imgsz": cfg.imgsz},
     }
+    if not base_splits:
+        del doc["splits"]["base_train"], doc["splits"]["base_val"]
+    if photo_names != textures.PHOTO_NAMES:  # absent = the default set, so the default world's YAML stays as it was
+        doc["world"]["photos"] = list(photo_names)
     (out / YAML_NAME).write_text(yaml.safe_dump(doc, sort_keys=False, default_flow_style=None))
 
 
 def generate_world(out: str | Path, size: str = "small", seed: int = 0, overwrite: bool = False,
-                   progress: bool = True) -> Path:
-    """Generate the world into `out` (atomically); return the path of its YAML."""
+                   progress: bool = True, photos: str | tuple[str, ...] = "default", splits: str = "all") -> Path:
+    """Generate the world into `out` (atomically); return the path of its YAML.
+
+    `photos`: the texture/background photo set (`textures.photo_set`: `default`, `heldout` or a comma list);
+    `splits`: `all`, or `personal` for only the personal split and its episodes (what evaluation needs).
+    """
     if size not in SIZES:
         raise ConfigError(f"--size: unknown world size {size!r}; choose one of {', '.join(SIZES)}")
+    if splits not in SPLITS:
+        raise ConfigError(f"--splits: unknown value {splits!r}; choose one of {', '.join(SPLITS)}")
+    photo_names = textures.photo_set(photos)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} exists and is not a folder")
@@ -182,7 +200,7 @@ def generate_world(out: str | Path, size: str = "small", seed: int = 0, overwrit
         raise ConfigError(f"--out: {out} is not empty; pass --overwrite to replace it")
     try:
         with atomic_dir(out) as tmp:
-            _build(tmp, SIZES[size], int(seed), progress)
+            _build(tmp, SIZES[size], int(seed), progress, photo_names, base_splits=splits == "all")
     except PermissionError as exc:
         raise ConfigError(f"--out: cannot write {out}: {exc.strerror}") from None
     return out / YAML_NAME

@@ -49,8 +49,9 @@ def _pattern(kind: str, rng: np.random.Generator, s: int) -> np.ndarray:
 
 
 def make_instance(iid: int, name: str, coarse: int, split: str, rng: np.random.Generator,
-                  palette: int | None = None) -> Instance:
-    """Fix an instance: shape parameters, a shared palette (given, or drawn), its own pattern and a photo texture."""
+                  palette: int | None = None, photo_names: tuple[str, ...] = textures.PHOTO_NAMES) -> Instance:
+    """Fix an instance: shape parameters, a shared palette (given, or drawn), its own pattern and a texture cut
+    from one of the `photo_names` photos."""
     cat = shapes.CATEGORIES[coarse]
     s = CANON
     m = np.asarray(shapes.mask(cat, shapes.sample_params(cat, rng), s), np.float32) / 255
@@ -64,7 +65,7 @@ def make_instance(iid: int, name: str, coarse: int, split: str, rng: np.random.G
         c1, c2 = c2, c1
     kind = PATTERNS[int(rng.integers(len(PATTERNS)))]
     pat = _pattern(kind, rng, s)[..., None]
-    tex = textures.crop(rng, s).astype(np.float32)
+    tex = textures.crop(rng, s, photo_names).astype(np.float32)
     # Texture modulates luminance strongly (fine detail a CNN sees), keeps the palette's hue.
     lum = tex.mean(axis=2, keepdims=True) / 128.0
     t = float(rng.uniform(0.45, 0.8))
@@ -76,12 +77,12 @@ def make_instance(iid: int, name: str, coarse: int, split: str, rng: np.random.G
     return Instance(iid, name, coarse, split, rgba)
 
 
-def background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A real-photo crop (softened) or procedural noise, uint8 (size, size, 3)."""
-    if rng.random() < 0.3 or not textures.photos():
+def background(rng: np.random.Generator, size: int, photo_names: tuple[str, ...] = textures.PHOTO_NAMES) -> np.ndarray:
+    """A crop of one of the `photo_names` photos (softened) or procedural noise, uint8 (size, size, 3)."""
+    if rng.random() < 0.3 or not textures.photos(photo_names):
         bg = textures.procedural(rng, size)
     else:
-        bg = textures.crop(rng, size)
+        bg = textures.crop(rng, size, photo_names)
     img = Image.fromarray(bg).filter(ImageFilter.GaussianBlur(float(rng.uniform(1.0, 3.0))))
     return (np.asarray(img, np.float32) * float(rng.uniform(0.6, 1.0))).astype(np.uint8)
 

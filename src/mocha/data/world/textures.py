@@ -1,20 +1,52 @@
-"""Texture sources: the sample photos bundled in scikit-image, with procedural noise as fallback."""
+"""Texture sources: the sample photos bundled in scikit-image, with procedural noise as fallback.
+
+The bundled photos form one pool split into two disjoint named sets (the rule: `default` is the eight colour
+photos the world has always used, `heldout` is the eight other bundled natural photos, mostly greyscale), so a
+held-out world can draw every texture and background from photos the default world never shows.
+A world may also name its own comma-separated subset of the pool.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
+from mocha.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
-PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
-               "colorwheel")
+PHOTO_SETS: dict[str, tuple[str, ...]] = {
+    "default": ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
+                "colorwheel"),
+    # skimage's `cat` is `chelsea` again and the remaining bundled files are tiny, binary or synthetic: left out
+    "heldout": ("motorcycle", "camera", "coins", "clock", "brick", "grass", "gravel", "moon"),
+}
+PHOTO_NAMES = PHOTO_SETS["default"]
+POOL = tuple(n for names in PHOTO_SETS.values() for n in names)
+# pool names that are not a plain `skimage.data.<name>()` loader
+_LOADERS: dict[str, Callable[[object], object]] = {"motorcycle": lambda skd: skd.stereo_motorcycle()[0]}
 
 
-@functools.lru_cache(maxsize=1)
-def photos() -> tuple[np.ndarray, ...]:
+def photo_set(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The photo names of a set name (`default`, `heldout`) or of a comma-separated list of pool names."""
+    if isinstance(spec, str) and spec in PHOTO_SETS:
+        return PHOTO_SETS[spec]
+    names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else [str(n) for n in spec]
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in POOL]
+    if unknown or not names:
+        raise ConfigError(f"photos={spec!r}: {'unknown photo ' + ', '.join(map(repr, unknown)) if unknown else 'empty'}"
+                          f"; give {' or '.join(PHOTO_SETS)} or a comma list of: {', '.join(POOL)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"photos={spec!r}: a photo is named twice")
+    return tuple(names)
+
+
+@functools.lru_cache(maxsize=4)
+def photos(names: tuple[str, ...] = PHOTO_NAMES) -> tuple[np.ndarray, ...]:
     """RGB uint8 photos that load offline; empty when none do (callers fall back to procedural textures)."""
     out = []
     try:
@@ -22,9 +54,9 @@ def photos() -> tuple[np.ndarray, ...]:
     except Exception:  # noqa: BLE001 - any import failure means: no photos
         log.warning("mochaworld: scikit-image not importable; using procedural textures only")
         return ()
-    for name in PHOTO_NAMES:
+    for name in names:
         try:
-            img = np.asarray(getattr(skd, name)())
+            img = np.asarray(_LOADERS[name](skd) if name in _LOADERS else getattr(skd, name)())
         except Exception:  # noqa: BLE001 - a missing bundled file only removes that photo
             log.warning("mochaworld: sample photo %s unavailable; skipped", name)
             continue
@@ -46,11 +78,11 @@ def procedural(rng: np.random.Generator, size: int) -> np.ndarray:
     return (acc * 255).clip(0, 255).astype(np.uint8)
 
 
-def crop(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A random square crop (resized to `size`) of a real photo, or procedural noise without photos."""
+def crop(rng: np.random.Generator, size: int, names: tuple[str, ...] = PHOTO_NAMES) -> np.ndarray:
+    """A random square crop (resized to `size`) of one of the `names` photos, or procedural noise without photos."""
     from PIL import Image
 
-    ph = photos()
+    ph = photos(names)
     if not ph:
         return procedural(rng, size)
     img = ph[int(rng.integers(len(ph)))]
