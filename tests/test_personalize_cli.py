@@ -38,8 +38,13 @@ def fail(args, capsys) -> str:
 def test_enroll_list_remove(setup, tmp_path, capsys):
     root, bundle, imgs = setup
     g = tmp_path / "me.gallery"
-    err = fail(["enroll", f"gallery={g}", "name=cup", f"source={imgs / 's0.jpg'}"], capsys)
-    assert "give bundle=... to create it" in err
+    default = tmp_path / "coco.gallery"  # a new gallery without bundle=: the shipped coco bundle
+    out = run(["enroll", f"gallery={default}", "name=cup", f"source={imgs / 's0.jpg'}", "box=10,10,100,100",
+               "coarse=cup"], capsys)
+    assert "enrolled 'cup' (cup)" in out and "1 instance(s)" in out
+    assert "coco" in run(["gallery", "list", f"gallery={default}"], capsys)
+    assert "not a shipped name (coco)" in fail(["enroll", f"gallery={g}", "bundle=cocoa", "name=cup",
+                                                f"source={imgs / 's0.jpg'}"], capsys)
     out = run(["enroll", f"gallery={g}", f"bundle={bundle}", "name=cup", f"source={imgs / 's0.jpg'},{imgs / 's1.jpg'}",
                "box=10,10,100,100;-", "coarse=mug", "conf=0.0"], capsys)
     assert "your box" in out and "detector's best box" in out and "1 instance(s)" in out

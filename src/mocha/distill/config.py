@@ -69,8 +69,8 @@ class DistillConfig(Config):
     lambda_dist: float | None = option(None, help="weight of L_dist", ge=0, default_text=_rt("lambda_dist"))
     lambda_emb: float | None = option(None, help="weight of L_emb", ge=0, default_text=_rt("lambda_emb"))
     temperature: float | None = option(None, help="L_emb temperature T", gt=0, default_text=_rt("temperature"))
-    relative_temperature: bool | None = option(None, help="L_emb temperature = T × the group's mean target distance",
-                                               default_text=_rt("relative_temperature"))
+    emb_relative: bool | None = option(None, help="L_emb temperature = T × the group's mean target distance",
+                                       default_text=_rt("emb_relative"))
     # --- data and model
     imgsz: int = option(256, help="square letterbox size", ge=32, multiple_of=32)
     train_split: str = option("base_train", help="split to distill on")

@@ -35,7 +35,7 @@ class Recipe:
     lambda_dist: float
     lambda_emb: float
     temperature: float
-    relative_temperature: bool  # ours, not SPEC's: T × the group's mean target distance (losses.emb_loss)
+    emb_relative: bool  # ours, not SPEC's: T × the group's mean target distance (losses.emb_loss)
 
     def values(self) -> dict[str, object]:
         """The option values (name and help left out)."""
@@ -64,7 +64,7 @@ PAPER = Recipe(
     lambda_dist=1.0,
     lambda_emb=1.0,
     temperature=1.0,
-    relative_temperature=False,
+    emb_relative=False,
 )
 
 # Tuned on the small world (README): every epoch a detection epoch with a strong pull on the student. SPEC's

@@ -165,7 +165,7 @@ class Trainer:
             n = sum(all_counts[i] for i in g)
             if n >= 2:
                 l_emb = l_emb + emb_loss(pred[row : row + n], target[row : row + n], self.cfg.temperature,
-                                         bool(self.cfg.relative_temperature))
+                                         bool(self.cfg.emb_relative))
             row += n
         if groups_global:
             l_emb = l_emb / groups_global
