@@ -32,11 +32,10 @@ def resolve_det_loss(choice: str, student: Any) -> str:
 class OutputDistillation:
     """Frozen copy of the student at construction; `loss(images, raw)` compares the live outputs with it."""
 
-    def __init__(self, student: Any, box_bins: int | None = None) -> None:
+    def __init__(self, student: Any) -> None:
         self.frozen = copy.deepcopy(student).eval()
         for p in self.frozen.parameters():
             p.requires_grad_(False)
-        self.box_bins = box_bins
 
     def to(self, device: torch.device | str) -> OutputDistillation:
         self.frozen.to(device)
@@ -48,10 +47,10 @@ class OutputDistillation:
         with torch.no_grad():
             _, raw_t = self.frozen(images)
             cls_t, box_t = self.frozen.dense_outputs(raw_t)
-        return output_loss(cls_s, box_s, cls_t, box_t, self.box_bins) * images.shape[0]
+        return output_loss(cls_s, box_s, cls_t, box_t) * images.shape[0]
 
 
-def output_loss(cls_s: Tensor, box_s: Tensor, cls_t: Tensor, box_t: Tensor, box_bins: int | None = None) -> Tensor:
+def output_loss(cls_s: Tensor, box_s: Tensor, cls_t: Tensor, box_t: Tensor) -> Tensor:
     """Mean per-image loss: BCE(class logits → frozen scores) over all cells and classes + score-weighted KL of the
     per-side box distributions. Zero exactly when the live outputs equal the frozen ones."""
     p_t = cls_t.sigmoid()
@@ -59,7 +58,7 @@ def output_loss(cls_s: Tensor, box_s: Tensor, cls_t: Tensor, box_t: Tensor, box_
     ent = F.binary_cross_entropy_with_logits(cls_t, p_t, reduction="none").sum(-1)  # makes the minimum exactly 0
     l_cls = (bce - ent).sum(1).mean() / max(cls_s.shape[-1], 1)
     sides = 4
-    k = box_bins or box_s.shape[-1] // sides
+    k = box_s.shape[-1] // sides  # bins per side
     log_q = box_s.reshape(*box_s.shape[:2], sides, k).log_softmax(-1)
     log_p = box_t.reshape(*box_t.shape[:2], sides, k).log_softmax(-1)
     kl = (log_p.exp() * (log_p - log_q)).sum(-1).mean(-1)  # (B, N)

@@ -83,8 +83,8 @@ class Trainer:
         self.translator = Translator(student.region_dim, d_t, heads=cfg.heads or student.region_dim // 32).to(
             self.device)
         # L_det: the student's own loss on labelled boxes, or its frozen outputs (the student as it is now)
-        self.det_loss = resolve_det_loss(cfg.det_loss, student) if cfg.det_every else "none"
-        self.self_distill = OutputDistillation(student).to(self.device) if self.det_loss == "self" else None
+        det_loss = resolve_det_loss(cfg.det_loss, student) if cfg.det_every else None
+        self.self_distill = OutputDistillation(student).to(self.device) if det_loss == "self" else None
         if self.translator.out_dim != d_t:
             raise ConfigError(f"translator output {self.translator.out_dim} != target dim {d_t}")
         groups = schedule.param_groups(

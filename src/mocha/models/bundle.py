@@ -28,12 +28,12 @@ from mocha.models.detector import SHIPPED as SHIPPED_STUDENTS
 from mocha.models.detector import Student
 from mocha.models.digest import tensors_digest
 from mocha.models.translator import Translator
-from mocha.resources import SHIPPED_BUNDLES
+from mocha.resources import SHIPPED_BUNDLES, asset_path
 
 FORMAT = "mocha-bundle/1"
 log = logging.getLogger(__name__)
 
-# Bundles shipped inside the package (src/mocha/assets/bundles/<name>/), loadable by name: `bundle=coco`.
+# Bundles ship inside the package (src/mocha/assets/bundles/<name>/, names in mocha.resources.SHIPPED_BUNDLES).
 DEFAULT_BUNDLE = "coco"  # what `mocha enroll` / `Personalizer.load()` use for a new gallery when none is given
 
 
@@ -41,8 +41,6 @@ def resolve_bundle(path: str | Path) -> Path:
     """A shipped bundle's folder for its name (`coco`), else the path as given (a folder always wins)."""
     p = Path(path)
     if not p.exists() and str(path) in SHIPPED_BUNDLES:
-        from mocha.resources import asset_path
-
         return asset_path("bundles", str(path))
     return p
 

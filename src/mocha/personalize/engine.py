@@ -55,11 +55,9 @@ class TorchEngine:
         self.imgsz = check_imgsz(int(imgsz or (bundle.config or {}).get("imgsz", 640)))
         self.digest: str = bundle.digest
         self.dim = int(bundle.dim)
-        from mocha.models.bundle import personalize_defaults
+        from mocha.models.bundle import personalize_defaults, shipped_name
 
         self.defaults = personalize_defaults(bundle.config)
-        from mocha.models.bundle import shipped_name
-
         # a shipped bundle is recorded by name, so a gallery keeps working when mocha is installed elsewhere
         self.bundle_path = shipped_name(bundle.path) or (str(Path(bundle.path).resolve()) if bundle.path else None)
 

@@ -169,16 +169,13 @@ class OpenSetConfig(Config):
 def open_set(cfg: OpenSetConfig) -> dict[str, Any]:
     """`mocha gallery openset` as a function; returns the rates (table, equal-error point, at the threshold)."""
     from mocha.io import write_json
-    from mocha.personalize.engine import load_engine
-    from mocha.personalize.matching import DEFAULT_COARSE_PENALTY, DEFAULT_MIN_SIMILARITY
     from mocha.personalize.openset import equal_error_threshold, open_set_trials, rate_table, rates_at
+    from mocha.personalize.personalizer import Personalizer
 
-    engine = load_engine(cfg.bundle, device=cfg.device or None)
-    defaults = engine.defaults
-    penalty = cfg.coarse_penalty if cfg.coarse_penalty is not None else defaults.get("coarse_penalty",
-                                                                                     DEFAULT_COARSE_PENALTY)
-    threshold = cfg.min_similarity if cfg.min_similarity is not None else defaults.get("min_similarity",
-                                                                                       DEFAULT_MIN_SIMILARITY)
+    # the Personalizer's own precedence (option > the bundle's default > the library's) on an in-memory gallery
+    with Personalizer.load(cfg.bundle, device=cfg.device or None, min_similarity=cfg.min_similarity,
+                           coarse_penalty=cfg.coarse_penalty) as p:
+        engine, penalty, threshold = p.engine, p.coarse_penalty, p.min_similarity
     trials = open_set_trials(engine, cfg.data, shots=cfg.shots, episodes=cfg.episodes, seed=cfg.seed,
                              enrol_fraction=cfg.enrol_fraction, conf=cfg.conf, coarse_penalty=float(penalty),
                              progress=cfg.progress)
