@@ -140,6 +140,22 @@ def test_translator_epochs_learn_the_targets(tmp_path):
     assert rows[-1]["loss_dist"] < 0.8 * rows[0]["loss_dist"], [r["loss_dist"] for r in rows]
 
 
+def test_grid_pooled_distillation_learns_and_its_bundle_reads_the_grid(tmp_path):
+    from mocha.models.bundle import load_bundle
+
+    tr, va = splits(tmp_path / "data")
+    best = train(config(tmp_path, "grid", epochs=6, det_every=0, batch=2, lr_translator=3e-3, pool_bins=2),
+                 student(), tr, va)
+    rows = [json.loads(x) for x in (tmp_path / "runs/grid/metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["loss_dist"] < 0.8 * rows[0]["loss_dist"], [r["loss_dist"] for r in rows]
+    bundle = load_bundle(best)
+    assert bundle.config["pool_bins"] == 2 and bundle.translator.tokens == 5
+    assert bundle.student.region_dim == 5 * 448 and bundle.translator.in_dim == 448
+    images = torch.stack([tr.image(i) for i in range(2)])
+    boxes = [torch.tensor([[4.0, 4.0, 40.0, 30.0]]), torch.tensor([[10.0, 12.0, 60.0, 60.0]])]
+    assert bundle.embed_boxes(images, boxes).shape == (2, D_T)
+
+
 def test_run_folder_increment_exist_ok_and_resume_checks(tmp_path):
     from mocha.errors import ConfigError
 

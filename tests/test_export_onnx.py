@@ -148,3 +148,32 @@ def test_export_pooling_is_the_models_pooling():
     boxes = torch.tensor([[0, 0, 192, 160], [3.5, 7.25, 50, 60], [100, 100, 101, 101], [150, 20, 191, 159]])
     ref = pool_level(feat, boxes, torch.zeros(4, dtype=torch.long), 8.0)
     assert torch.equal(pool_one_image(feat, boxes, 8.0), ref)
+
+
+def test_a_grid_pooled_bundle_exports_with_parity(tmp_path):
+    """pool_bins=2: the embedder graph pools the box and its 2x2 grid and runs the written-out attention."""
+    import torch
+
+    from mocha.models.bundle import load_bundle, save_bundle
+    from mocha.models.translator import Translator
+
+    base = load_bundle(make_bundle(tmp_path / "b1"))
+    base.student.pool_bins = 2
+    torch.manual_seed(3)
+    translator = Translator(448, 32, tokens=5).eval()
+    path = save_bundle(tmp_path / "b2", base.student, translator, None, {"imgsz": IMGSZ, "pool_bins": 2})
+    assert load_bundle(path).student.pool_bins == 2 and load_bundle(tmp_path / "b1").student.pool_bins == 1
+    out = export_onnx(path, tmp_path / "onnx")
+    assert read_export_meta(out)["pool_bins"] == 2
+    pt, ox = TorchEngine.load(path, device="cpu"), OnnxEngine(out, threads=1)
+    lb_img, _ = letterbox(scene(0), IMGSZ)
+    boxes = np.array([[0, 0, IMGSZ, IMGSZ], [10.5, 20.25, 100, 180], [200, 30, 205, 33]], np.float32)
+    e_pt, e_ox = pt.embed(lb_img, boxes), ox.embed(lb_img, boxes)
+    assert e_pt.shape == e_ox.shape == (3, 32)
+    assert np.abs(e_pt - e_ox).max() <= 1e-3 * max(1.0, np.abs(e_pt).max())
+    # the grid matters: the same translator reading one token per region gives other embeddings
+    meta = json.loads((path / "bundle.json").read_text())
+    meta["config"]["pool_bins"] = 3
+    (path / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="region features"):
+        load_bundle(path)

@@ -56,3 +56,22 @@ def test_pool_is_differentiable():
     # each of the 2x2 covered cells gets 1/4 of the gradient
     assert torch.allclose(f.grad[0, 0, :2, :2], torch.full((2, 2), 0.25))
     assert f.grad[0, 0, 2:, :].abs().sum() == 0
+
+
+def test_bins_are_the_box_mean_then_its_grid_cells():
+    from mocha.models.pooling import bin_boxes
+
+    torch.manual_seed(1)
+    strides = (8, 16, 32)
+    feats = [torch.randn(2, c, 128 // s, 128 // s) for c, s in zip((4, 6, 8), strides, strict=True)]
+    boxes = [torch.tensor([[10.0, 20.0, 110.0, 70.0]]), torch.tensor([[0.0, 0.0, 128.0, 128.0], [60, 60, 61, 62]])]
+    got = pool_regions(feats, boxes, strides, bins=2)
+    assert got.shape == (3, 5 * 18)
+    torch.testing.assert_close(got[:, :18], pool_regions(feats, boxes, strides))  # token 0: SPEC's f_A
+    # tokens 1..4: the 2x2 grid row-major, e.g. the first box's top-right quarter is x 60-110, y 20-45
+    cells = bin_boxes(boxes[0], 2)
+    torch.testing.assert_close(cells, torch.tensor([[10.0, 20, 60, 45], [60, 20, 110, 45], [10, 45, 60, 70],
+                                                    [60, 45, 110, 70]]))
+    want = naive_pool(feats, [cells.reshape(-1, 4), torch.zeros(0, 4)], strides).reshape(-1)
+    torch.testing.assert_close(got[0, 18:], want, rtol=1e-5, atol=1e-5)
+    assert pool_regions(feats, [torch.zeros(0, 4)] * 2, strides, bins=3).shape == (0, 10 * 18)

@@ -55,3 +55,28 @@ def test_empty_and_bad_shapes():
         t(torch.zeros(3, 100))
     with pytest.raises(ConfigError, match="divisible"):
         Translator(100, 8, heads=14)
+
+
+def test_tokens_the_box_mean_attends_to_its_grid():
+    torch.manual_seed(2)
+    t = Translator(28, 16, heads=2, tokens=5).eval()
+    with torch.no_grad():
+        t.mu.normal_()
+        t.sigma.uniform_(0.5, 2.0)
+    f = torch.randn(3, 5 * 28)
+    x = ((f.reshape(3, 5, 28) - t.mu) / t.sigma)
+    q, k, v = (x @ w.T + b for w, b in zip(t.attn.in_proj_weight.chunk(3), t.attn.in_proj_bias.chunk(3),
+                                           strict=True))
+    heads = [torch.softmax(q[:, :1, h * 14:(h + 1) * 14] @ k[:, :, h * 14:(h + 1) * 14].transpose(1, 2) / 14 ** 0.5,
+                           -1) @ v[:, :, h * 14:(h + 1) * 14] for h in range(2)]
+    a = torch.cat(heads, 2)[:, 0] @ t.attn.out_proj.weight.T + t.attn.out_proj.bias
+    y = x[:, 0] + t.norm1(a)
+    y = y + t.norm2(t.ffn(y))
+    torch.testing.assert_close(t(f), y @ t.proj.weight.T, atol=1e-5, rtol=1e-5)
+    g = f.clone()
+    g[1, 3 * 28:4 * 28] += 3.0  # a grid cell of region 1: its output moves, the others' do not
+    moved = (t(g) - t(f)).abs().sum(1) > 1e-6
+    assert moved.tolist() == [False, True, False]
+    assert t.config()["tokens"] == 5 and "tokens" not in Translator(28, 16, heads=2).config()
+    with pytest.raises(ConfigError, match="140"):
+        t(torch.zeros(2, 28))

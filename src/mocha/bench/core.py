@@ -29,6 +29,8 @@ BENCHMARKS.register("int8", "mocha.bench.int8:run",
                     help="accuracy cost of the int8 export: 1-shot mAP50-95 / top-1, PyTorch vs ONNX fp32 vs int8")
 BENCHMARKS.register("serve", "mocha.serve.bench:run", help="REST detect latency vs Personalizer, 1 and 8 clients")
 BENCHMARKS.register("track", "mocha.track.bench:run", help="per-frame vs track-level identity on generated clips")
+BENCHMARKS.register("ablations", "mocha.demo.ablations:run",
+                    help="one demo lever at a time (schedule, L_emb, d_t, views, learner) on both worlds")
 BENCHMARKS.register("faults", "mocha.bench.faults:run", help="fuzzed bad input, kills at random points, disk full")
 
 

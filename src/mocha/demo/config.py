@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mocha.core.config import Config, option
 from mocha.data.world.generate import SIZES
 from mocha.data.world.textures import PHOTO_SETS, photo_set
 from mocha.distill.recipes import PAPER, TUNED
 from mocha.errors import ConfigError
+from mocha.evaluate.config import KINDS
 
 # stage 2 runs the tuned recipe; these options are the ones the demo exposes (the rest come from the recipe)
 RECIPE = TUNED
+
+
+def _learners() -> list[str]:
+    from mocha.core.learners import list_learners
+
+    return list_learners()
 
 
 @dataclass(kw_only=True)
@@ -40,6 +48,17 @@ class DemoConfig(Config):
     lr_student: float = option(RECIPE.lr_student, help="student learning rate in detection epochs "
                                f"(SPEC reference: {PAPER.lr_student:g})", gt=0)
     lambda_emb: float = option(RECIPE.lambda_emb, help="weight of the relational loss L_emb", ge=0)
+    temperature: float = option(RECIPE.temperature, help="L_emb temperature T", gt=0)
+    emb_relative: bool = option(RECIPE.emb_relative, help="L_emb temperature = T × the group's mean target distance")
+    zoom_out: list[float] = option([], help="stage 2 also trains on each image shrunk by these factors (same "
+                                   "teacher targets)", gt=0, lt=1)
+    pool_bins: int = option(1, help="region features: the box mean (1) or also a b×b grid of the box", ge=1, le=8)
+    method: list[str] = option(list(KINDS), help="methods evaluated (comma list of " + " | ".join(KINDS) + ")",
+                               choices=list(KINDS))
+    learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot",
+                          choices=_learners)
+    fallback: str = option("drop", help="conditional learner, box of a class without prototypes: drop | all",
+                           choices=("drop", "all"))
     episodes: int = option(100, help="episodes per shot count", ge=1)
     probe_episodes: int = option(100, help="episodes of the neural-collapse probe", ge=1)
     shots: list[int] = option([1, 5], help="comma-separated shot counts", ge=1)
@@ -73,7 +92,25 @@ class DemoConfig(Config):
             raise ConfigError(f"heldout_photos={self.heldout_photos}: shares {', '.join(shared)} with the default "
                               f"world's photos; give a set disjoint from {self.photos!r} (e.g. heldout)")
 
-    def distill_overrides(self) -> dict[str, float | int]:
+    def distill_overrides(self) -> dict[str, Any]:
         """The stage-2 options the demo sets on top of its recipe."""
-        return {"epochs": self.epochs, "det_every": self.det_every, "lambda_dist": self.lambda_dist,
-                "lr_student": self.lr_student, "lambda_emb": self.lambda_emb, "imgsz": self.imgsz}
+        d: dict[str, Any] = {"epochs": self.epochs, "det_every": self.det_every, "lambda_dist": self.lambda_dist,
+                             "lr_student": self.lr_student, "lambda_emb": self.lambda_emb,
+                             "temperature": self.temperature, "emb_relative": self.emb_relative, "imgsz": self.imgsz}
+        # only when set: the stage key (recipe values + these) of a default run stays as it was
+        if self.zoom_out:
+            d["zoom_out"] = list(self.zoom_out)
+        if self.pool_bins != 1:
+            d["pool_bins"] = self.pool_bins
+        return d
+
+    def eval_overrides(self) -> dict[str, Any]:
+        """The evaluation options that differ from a default demo (part of the evaluation stages' keys)."""
+        d: dict[str, Any] = {}
+        if list(self.method) != list(KINDS):
+            d["method"] = list(self.method)
+        if self.learner != "conditional":
+            d["learner"] = self.learner
+        if self.fallback != "drop":
+            d["fallback"] = self.fallback
+        return d

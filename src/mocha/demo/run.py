@@ -135,17 +135,19 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             from mocha.evaluate.episodic import EvalConfig, evaluate
             from mocha.evaluate.methods import MethodSpec
 
-            methods = [MethodSpec("student", detector=student), MethodSpec("mocha", bundle=bundle),
-                       MethodSpec("teacher", teacher=cfg.teacher), MethodSpec("teacher-gt", teacher=cfg.teacher)]
+            every = [MethodSpec("student", detector=student), MethodSpec("mocha", bundle=bundle),
+                     MethodSpec("teacher", teacher=cfg.teacher), MethodSpec("teacher-gt", teacher=cfg.teacher)]
+            methods = [m for m in every if m.kind in cfg.method]
             report = evaluate(EvalConfig(data=world, methods=methods, shots=list(cfg.shots), episodes=cfg.episodes,
-                                         detector=student, imgsz=cfg.imgsz, project=work, name="evaluate",
-                                         cache=False, progress=cfg.progress))
+                                         detector=student, imgsz=cfg.imgsz, learner=cfg.learner,
+                                         fallback=cfg.fallback, project=work,
+                                         name="evaluate", cache=False, progress=cfg.progress))
             return {"report": json.loads(json.dumps(report, default=str)), "run": "evaluate"}
 
         return evaluate_stage
 
     eval_inputs = {"student": s_student.key, "distill": s_distill.key, "teacher": cfg.teacher,
-                   "episodes": cfg.episodes, "shots": cfg.shots, "imgsz": cfg.imgsz}
+                   "episodes": cfg.episodes, "shots": cfg.shots, "imgsz": cfg.imgsz, **cfg.eval_overrides()}
     s_eval = stage("evaluate", eval_inputs, evaluate_on(data))
 
     def probe(work: Path) -> dict[str, Any]:

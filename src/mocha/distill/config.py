@@ -79,8 +79,10 @@ class DistillConfig(Config):
     zoom_out: list[float] = option([], help="also train on each image shrunk by these factors inside the letterbox, "
                                    "with the same teacher targets (e.g. 0.5,0.3: close-ups and wide shots alike)",
                                    gt=0, lt=1)
-    heads: int | None = option(None, help="translator attention heads (must divide the student's region dim)", ge=1,
-                               default_text="region dim / 32: 14 for YOLOv8n, 12 for NanoDet-g")
+    pool_bins: int = option(1, help="region features: the box mean (1, SPEC) or also means over a b×b grid of "
+                            "the box, which the translator attends to", ge=1, le=8)
+    heads: int | None = option(None, help="translator attention heads (must divide the student's token dim)", ge=1,
+                               default_text="token dim / 32: 14 for YOLOv8n, 12 for NanoDet-g")
     det_loss: str = option("auto", help="L_det of detection epochs: labels (the student's own loss on the boxes) | "
                            "self (distil its frozen outputs, keeping its detections) | auto (labels when the student "
                            "has that loss, else self)", choices=DET_LOSSES)

@@ -46,6 +46,7 @@ from mocha.distill.losses import dist_loss, emb_loss
 from mocha.distill.self_distill import OutputDistillation, resolve_det_loss
 from mocha.errors import ConfigError, MochaError
 from mocha.models.detector import Student
+from mocha.models.pooling import region_tokens
 from mocha.models.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,9 @@ class Trainer:
             raise ConfigError(f"split {cfg.train_split!r} has no boxes: nothing to distill")
         torch.manual_seed(cfg.seed)  # identical translator init on every rank
         self.student = student.to(self.device)
-        self.translator = Translator(student.region_dim, d_t, heads=cfg.heads or student.region_dim // 32).to(
-            self.device)
+        student.pool_bins = cfg.pool_bins  # f_A's layout: the translator is built for it, the bundle records it
+        self.translator = Translator(student.token_dim, d_t, heads=cfg.heads or student.token_dim // 32,
+                                     tokens=region_tokens(cfg.pool_bins)).to(self.device)
         # L_det: the student's own loss on labelled boxes, or its frozen outputs (the student as it is now)
         det_loss = resolve_det_loss(cfg.det_loss, student) if cfg.det_every else None
         self.self_distill = OutputDistillation(student).to(self.device) if det_loss == "self" else None

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from mocha.data.images import check_imgsz
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, file_sha256, read_manifest
-from mocha.models.pooling import box_cells
+from mocha.models.pooling import bin_boxes, box_cells
 
 FORMAT = "mocha-onnx/1"
 GRAPHS = ("detector.onnx", "embedder.onnx")
@@ -47,26 +47,41 @@ class DetectorGraph(nn.Module):
         return (self.student.export_predictions(raw, tuple(images.shape[-2:])), *feats)
 
 
-class LinearTranslator(nn.Module):
-    """The translator with its attention written as the linear map it is (each region is a length-1
-    sequence, so softmax over one key is 1 and MHA(x,x,x) = out_proj(v_proj(x))). Same weights, exportable:
-    torch's fused attention kernel has no ONNX symbolic."""
+class ExportTranslator(nn.Module):
+    """The translator with its attention written out (same weights, exportable: torch's fused attention
+    kernel has no ONNX symbolic). One token per region (SPEC): softmax over one key is 1, so
+    MHA(x,x,x) = out_proj(v_proj(x)), a linear map. More tokens (pool_bins > 1): scaled dot-product attention
+    of the first token over the region's tokens, head by head."""
 
     def __init__(self, t: nn.Module) -> None:
         super().__init__()
         self.t = t
         d = t.in_dim
-        self.register_buffer("w_v", t.attn.in_proj_weight[2 * d:].detach().clone())
-        b = t.attn.in_proj_bias
-        self.register_buffer("b_v", b[2 * d:].detach().clone() if b is not None else torch.zeros(d))
+        w, b = t.attn.in_proj_weight.detach(), t.attn.in_proj_bias
+        b = b.detach() if b is not None else torch.zeros(3 * d)
+        for i, name in enumerate("qkv"):
+            self.register_buffer(f"w_{name}", w[i * d:(i + 1) * d].clone())
+            self.register_buffer(f"b_{name}", b[i * d:(i + 1) * d].clone())
+
+    def _attend(self, x: Tensor) -> Tensor:
+        t = self.t
+        n, k, d = x.shape
+        h = t.heads
+        v = torch.nn.functional.linear(x, self.w_v, self.b_v)
+        if k == 1:
+            return t.attn.out_proj(v[:, 0])
+        q = torch.nn.functional.linear(x[:, 0], self.w_q, self.b_q).reshape(n, h, 1, d // h)
+        keys = torch.nn.functional.linear(x, self.w_k, self.b_k).reshape(n, k, h, d // h).transpose(1, 2)
+        w = torch.softmax(q @ keys.transpose(2, 3) / (d // h) ** 0.5, -1)  # (n, h, 1, k)
+        out = (w @ v.reshape(n, k, h, d // h).transpose(1, 2)).reshape(n, d)
+        return t.attn.out_proj(out)
 
     def forward(self, f: Tensor) -> Tensor:
         t = self.t
-        x = (f - t.mu) / t.sigma.clamp_min(1e-5)
-        a = t.attn.out_proj(torch.nn.functional.linear(x, self.w_v, self.b_v))
-        x = x + t.norm1(a)
-        x = x + t.norm2(t.ffn(x))
-        return t.proj(x)
+        x = (f.reshape(-1, t.tokens, t.in_dim) - t.mu) / t.sigma.clamp_min(1e-5)
+        y = x[:, 0] + t.norm1(self._attend(x))
+        y = y + t.norm2(t.ffn(y))
+        return t.proj(y)
 
 
 def pool_one_image(feat: Tensor, boxes: Tensor, stride: float) -> Tensor:
@@ -88,14 +103,20 @@ def pool_one_image(feat: Tensor, boxes: Tensor, stride: float) -> Tensor:
 class EmbedderGraph(nn.Module):
     """(P3, P4, P5, boxes of the one image) → translated region embeddings."""
 
-    def __init__(self, translator: nn.Module, strides: tuple[int, ...]) -> None:
+    def __init__(self, translator: nn.Module, strides: tuple[int, ...], bins: int = 1) -> None:
         super().__init__()
-        self.translator = LinearTranslator(translator)
+        self.translator = ExportTranslator(translator)
         self.strides = tuple(float(s) for s in strides)
+        self.bins = int(bins)
 
     def forward(self, p3: Tensor, p4: Tensor, p5: Tensor, boxes: Tensor) -> Tensor:
-        pooled = [pool_one_image(f, boxes, s) for f, s in zip((p3, p4, p5), self.strides, strict=True)]
-        return self.translator(torch.cat(pooled, 1))
+        maps = (p3, p4, p5)
+        tokens = [torch.cat([pool_one_image(f, boxes, s) for f, s in zip(maps, self.strides, strict=True)], 1)]
+        if self.bins > 1:  # the b×b grid of each box (mocha.models.pooling.pool_regions' layout)
+            cells = bin_boxes(boxes, self.bins)
+            grid = torch.cat([pool_one_image(f, cells, s) for f, s in zip(maps, self.strides, strict=True)], 1)
+            tokens.append(grid.reshape(boxes.shape[0], -1))
+        return self.translator(torch.cat(tokens, 1))
 
 
 def default_imgsz(bundle: Any) -> int:
@@ -130,8 +151,8 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
             input_names=["images"], output_names=["pred", "p3", "p4", "p5"], do_constant_folding=True,
         )
         torch.onnx.export(
-            EmbedderGraph(translator, student.strides), (*feats, boxes), str(tmp / "embedder.onnx"), dynamo=False,
-            opset_version=opset, input_names=["p3", "p4", "p5", "boxes"], output_names=["embeddings"],
+            EmbedderGraph(translator, student.strides, student.pool_bins), (*feats, boxes), str(tmp / "embedder.onnx"),
+            dynamo=False, opset_version=opset, input_names=["p3", "p4", "p5", "boxes"], output_names=["embeddings"],
             dynamic_axes={"boxes": {0: "n"}, "embeddings": {0: "n"}}, do_constant_folding=True,
         )
         for name in GRAPHS:
@@ -145,6 +166,7 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
             "imgsz": imgsz,
             "strides": list(student.strides),
             "feature_dims": list(student.feature_dims),
+            "pool_bins": student.pool_bins,
             "dim": bundle.dim,
             "personalize": personalize_defaults(bundle.config),
             "opset": opset,

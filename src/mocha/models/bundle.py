@@ -157,8 +157,8 @@ def save_bundle(
     """Write the bundle folder atomically (replacing an existing one); returns its path."""
 
     path = Path(path)
-    if translator.in_dim != student.region_dim:
-        raise ConfigError(f"translator input {translator.in_dim} != student region dim {student.region_dim}")
+    if translator.width != student.region_dim:
+        raise ConfigError(f"translator input {translator.width} != student region dim {student.region_dim}")
     pca_info = None
     if pca is not None:
         pca_dim = int(_attr(pca, "dim"))
@@ -218,7 +218,7 @@ def load_translator(path: Path, cfg: dict) -> Translator:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    keys = {"in_dim", "out_dim", "heads", "ffn_mult"}
+    keys = {"in_dim", "out_dim", "heads", "ffn_mult", "tokens"}
     if not isinstance(cfg, dict) or not set(cfg) <= keys or not all(
             isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16 for v in cfg.values()):
         raise ConfigError(f"{path.parent}: bundle.json `translator` must map {', '.join(sorted(keys))} to positive "
@@ -230,6 +230,14 @@ def load_translator(path: Path, cfg: dict) -> Translator:
     except (RuntimeError, OSError, ValueError, SafetensorError) as exc:
         raise ConfigError(f"{path}: translator weights do not match {cfg} ({exc})") from None
     return translator
+
+
+def _pool_bins(path: Path, config: dict) -> int:
+    """The region grid the translator was trained on (bundle config `pool_bins`; 1 = SPEC's box mean)."""
+    bins = config.get("pool_bins", 1)
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= 8:
+        raise ConfigError(f"{path}: bundle.json config.pool_bins must be an integer 1-8, got {bins!r}")
+    return bins
 
 
 def load_bundle(path: str | Path, device: str | torch.device | None = None) -> Bundle:
@@ -256,9 +264,11 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
     if meta.get("student") and student.architecture()["cfg"] != meta["student"].get("cfg"):
         raise ConfigError(f"{path}: student.safetensors architecture differs from the one recorded in bundle.json")
     translator = load_translator(path / "translator.safetensors", meta.get("translator"))
-    if translator.in_dim != student.region_dim:
+    config = dict(meta.get("config") or {})
+    student.pool_bins = _pool_bins(path, config)
+    if translator.width != student.region_dim:
         raise ConfigError(
-            f"{path}: translator expects {translator.in_dim}-d region features, the student gives {student.region_dim}"
+            f"{path}: translator expects {translator.width}-d region features, the student gives {student.region_dim}"
         )
     pca = None
     if info:
@@ -272,7 +282,6 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
                 raise ConfigError(
                     f"{path}: PCA artifact dim {_attr(pca, 'dim')} != translator output {translator.out_dim}"
                 )
-    config = dict(meta.get("config") or {})
     bundle = Bundle(student, translator, pca, config, path, info.get("digest") if info else None)
     if bundle.digest != meta.get("digest"):
         raise ConfigError(f"{path}: tensors do not match the digest recorded in bundle.json (corrupt or edited bundle)")

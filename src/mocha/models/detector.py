@@ -45,7 +45,6 @@ class Student(RegionDetector):
         head = self.model.model[-1]
         self.strides = tuple(int(s) for s in head.stride.tolist())
         self.feature_dims = tuple(int(m[0].conv.in_channels) for m in head.cv2)
-        self.region_dim = int(sum(self.feature_dims))
 
     # ----------------------------------------------------------------- construction / persistence
     @classmethod

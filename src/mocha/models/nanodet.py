@@ -147,7 +147,6 @@ class NanoDetStudent(RegionDetector):
         self.head = nn.ModuleList(GFLLevel(len(self.names)) for _ in STRIDES)
         self.strides = STRIDES
         self.feature_dims = (NECK_CHANNELS,) * len(STRIDES)
-        self.region_dim = int(sum(self.feature_dims))
         self.register_buffer("mean", torch.tensor(MEAN_BGR).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD_BGR).view(1, 3, 1, 1), persistent=False)
 

@@ -3,6 +3,10 @@
 Exact box means from integral images (summed-area tables): one cumsum per map and four gathers per
 box, vectorized over every box of a batch. A box covers every feature cell it touches at that stride
 (cells floor(x1/s) .. ceil(x2/s)-1), and at least one cell, so tiny boxes still get a feature.
+
+With `bins` b > 1 a region is 1 + b² tokens of that width: the whole-box mean, then the means over a b×b grid of
+the box (row-major), flattened token-major — RoIAlign's spatial layout with exact means instead of bilinear
+samples. SPEC's f_A is the first token; the translator attends from it to the bins.
 """
 
 from __future__ import annotations
@@ -39,13 +43,37 @@ def pool_level(feat: Tensor, boxes: Tensor, batch_idx: Tensor, stride: float) ->
     return (sums / area).to(feat.dtype)
 
 
-def pool_regions(feats: list[Tensor], boxes: list[Tensor], strides: tuple[int, ...] | list[int]) -> Tensor:
-    """Concatenate per-level box means for all boxes of a batch; rows follow image order then box order."""
+def bin_boxes(boxes: Tensor, bins: int) -> Tensor:
+    """(N, 4) xyxy boxes → (N·bins², 4): each box cut into a bins × bins grid, row-major (top row first)."""
+    t = torch.arange(bins + 1, device=boxes.device, dtype=boxes.dtype) / bins
+    xs = boxes[:, 0:1] + (boxes[:, 2:3] - boxes[:, 0:1]) * t  # (N, bins+1) cut lines
+    ys = boxes[:, 1:2] + (boxes[:, 3:4] - boxes[:, 1:2]) * t
+    n = boxes.shape[0]
+    x1, x2 = xs[:, None, :-1].expand(n, bins, bins), xs[:, None, 1:].expand(n, bins, bins)
+    y1, y2 = ys[:, :-1, None].expand(n, bins, bins), ys[:, 1:, None].expand(n, bins, bins)
+    return torch.stack([x1, y1, x2, y2], -1).reshape(-1, 4)
+
+
+def region_tokens(bins: int) -> int:
+    """Tokens per region: 1 (the box mean) for bins 1, else the box mean plus bins² grid cells."""
+    return 1 if bins == 1 else 1 + bins * bins
+
+
+def pool_regions(feats: list[Tensor], boxes: list[Tensor], strides: tuple[int, ...] | list[int],
+                 bins: int = 1) -> Tensor:
+    """Concatenate per-level box means for all boxes of a batch; rows follow image order then box order.
+
+    (N, C) for bins 1 (C = the summed channels); (N, (1 + bins²)·C) token-major otherwise."""
     counts = [len(bx) for bx in boxes]
     total_c = sum(f.shape[1] for f in feats)
     if sum(counts) == 0:
-        return feats[0].new_zeros((0, total_c))
+        return feats[0].new_zeros((0, total_c * region_tokens(bins)))
     device = feats[0].device
     all_boxes = torch.cat([bx.reshape(-1, 4).to(device=device, dtype=torch.float32) for bx in boxes])
     batch_idx = torch.repeat_interleave(torch.arange(len(boxes), device=device), torch.tensor(counts, device=device))
-    return torch.cat([pool_level(f, all_boxes, batch_idx, float(s)) for f, s in zip(feats, strides, strict=True)], 1)
+    whole = torch.cat([pool_level(f, all_boxes, batch_idx, float(s)) for f, s in zip(feats, strides, strict=True)], 1)
+    if bins == 1:
+        return whole
+    cells, cell_idx = bin_boxes(all_boxes, bins), batch_idx.repeat_interleave(bins * bins)
+    grid = torch.cat([pool_level(f, cells, cell_idx, float(s)) for f, s in zip(feats, strides, strict=True)], 1)
+    return torch.cat([whole, grid.reshape(len(all_boxes), bins * bins * total_c)], 1)

@@ -13,13 +13,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mocha.models.pooling import pool_regions
+from mocha.models.pooling import pool_regions, region_tokens
 
 
 class RegionDetector(nn.Module):
     """Base of the students: `detect` (eval mode, no grad) and `region_features` (f_A) over its maps."""
 
     strides: tuple[int, ...]
+    feature_dims: tuple[int, ...]  # channels of the maps region features pool, per level
+    pool_bins: int = 1  # region features over a pool_bins × pool_bins grid as well (set from a bundle's config)
     has_detection_loss: bool = False
     shipped_as: tuple[str, str] | None = None  # (shipped name, weights digest) when loaded from a shipped file
 
@@ -63,6 +65,16 @@ class RegionDetector(nn.Module):
         self.train(was_training)
         return dets, feats
 
+    @property
+    def token_dim(self) -> int:
+        """Width of one region token: the summed channels of the pooled maps (448 for YOLOv8n, 384 NanoDet-g)."""
+        return int(sum(self.feature_dims))
+
+    @property
+    def region_dim(self) -> int:
+        """Width of f_A: token_dim × tokens per region (1 token unless pool_bins > 1)."""
+        return self.token_dim * region_tokens(self.pool_bins)
+
     def region_features(self, feats: list[Tensor], boxes: list[Tensor]) -> Tensor:
         """Pooled f_A (N, region_dim) for xyxy pixel boxes per image."""
-        return pool_regions(feats, boxes, self.strides)
+        return pool_regions(feats, boxes, self.strides, self.pool_bins)

@@ -1,0 +1,98 @@
+"""The ablation study: the demo levers reach their stages without disturbing a default run's cache, each row
+sets exactly its lever, and the row numbers (shares of the teacher, gains, probe) are computed right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mocha.demo import ablations
+from mocha.demo.config import DemoConfig
+from mocha.distill.config import DistillConfig
+from mocha.errors import ConfigError
+from mocha.evaluate.config import KINDS
+
+
+def test_default_levers_keep_a_default_demos_stage_keys() -> None:
+    cfg = DemoConfig()
+    # the exact keys a demo had before the levers existed: its finished stages stay reusable
+    assert cfg.distill_overrides() == {"epochs": 8, "det_every": 1, "lambda_dist": 20.0, "lr_student": 5e-3,
+                                       "lambda_emb": 1.0, "temperature": 1.0, "emb_relative": False, "imgsz": 256}
+    assert cfg.eval_overrides() == {}
+    assert cfg.method == list(KINDS)
+
+
+def test_set_levers_reach_stage_2_and_the_evaluation() -> None:
+    cfg = DemoConfig(zoom_out=[0.5], emb_relative=True, temperature=0.5, pool_bins=2, method=["mocha"],
+                     learner="flat", fallback="all")
+    stage2 = DistillConfig(recipe="tuned", **cfg.distill_overrides())
+    assert (stage2.zoom_out, stage2.emb_relative, stage2.temperature, stage2.pool_bins) == ([0.5], True, 0.5, 2)
+    assert cfg.eval_overrides() == {"method": ["mocha"], "learner": "flat", "fallback": "all"}
+    with pytest.raises(ConfigError, match="method"):
+        DemoConfig(method=["mocha", "oracle"])
+    with pytest.raises(ConfigError, match="learner"):
+        DemoConfig(learner="knn")
+    with pytest.raises(ConfigError, match="zoom_out"):
+        DemoConfig(zoom_out=[1.5])
+
+
+def _report(mocha: float, teacher: float | None = 40.0, student: float | None = 10.0) -> dict[str, Any]:
+    def world(m: float) -> dict[str, Any]:
+        methods = {"mocha": {"map50_95": m}}
+        if teacher is not None:
+            methods |= {"teacher": {"map50_95": teacher}, "student": {"map50_95": student},
+                        "teacher-gt": {"map50_95": 80.0}}
+        return {"1": methods, "5": {"mocha": {"map50_95": m + 5}}}
+
+    probe = {"1": {"teacher": 83.3, "mocha": 58.3, "student": 34.0, "chance": 33.3, "colour_histogram": 50.0}}
+    return {"results": world(mocha), "heldout": world(mocha / 2), "probe": probe, "heldout_probe": probe,
+            "wall_seconds": {"distill": 12.0, "evaluate": 3.0, "heldout-evaluate": 2.5}}
+
+
+def test_row_metrics_shares_gains_and_the_baseline_fill_in() -> None:
+    base = _report(20.0)
+    m = ablations.row_metrics(base, None)
+    assert (m["mocha_1shot"], m["mocha_5shot"], m["of_teacher_pct"], m["gain_over_student"]) == (20.0, 25.0, 50.0,
+                                                                                                  10.0)
+    assert (m["heldout_mocha_1shot"], m["heldout_of_teacher_pct"], m["heldout_gain_over_student"]) == (10.0, 25.0, 0.0)
+    assert m["teacher_of_gt_pct"] == 50.0
+    assert m["probe_mocha"] == 58.3 and m["probe_of_teacher_pct"] == 50.0  # (58.3-33.3)/(83.3-33.3)
+    assert (m["distill_s"], m["evaluate_s"]) == (12.0, 5.5)
+    # a row that evaluated mocha alone takes the student and the teacher from the baseline
+    alone = ablations.row_metrics(_report(30.0, teacher=None), base)
+    assert (alone["of_teacher_pct"], alone["gain_over_student"], alone["heldout_of_teacher_pct"]) == (75.0, 20.0, 37.5)
+    assert ablations.row_metrics(_report(30.0, teacher=None), None)["of_teacher_pct"] is None
+
+
+def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypatch) -> None:
+    import mocha.demo.run as demo_run
+
+    seen: list[DemoConfig] = []
+
+    def fake_demo(cfg: DemoConfig) -> dict[str, Any]:
+        seen.append(cfg)
+        return _report(20.0 + len(seen), teacher=40.0 if cfg.method == list(KINDS) else None)
+
+    monkeypatch.setattr(demo_run, "run_demo", fake_demo)
+    rows = ablations.run_ablations(tmp_path, base={"size": "tiny"})
+    assert [r["row"] for r in rows] == [a.name for a in ablations.ABLATIONS]
+    assert all(c.out == tmp_path and c.size == "tiny" and c.progress is False for c in seen)
+    default = DemoConfig()
+    for a, cfg in zip(ablations.ABLATIONS, seen, strict=True):
+        changed = {k for k in default.to_dict() if getattr(cfg, k) != getattr(default, k)} - {"out", "progress", "size"}
+        assert changed == set(a.overrides) | (set() if a.every_method else {"method"}), a.name
+        assert cfg.method == (list(KINDS) if a.every_method else ["mocha"])
+    by = {r["row"]: r for r in rows}
+    # stage-2 rows are scored against the baseline's teacher (40): dim-16 is the 9th run → mocha 29
+    assert by["dim-16"]["mocha_1shot"] == 29.0 and by["dim-16"]["of_teacher_pct"] == 72.5
+    assert by["zoom-out"]["command"] == "mocha demo zoom_out=0.5"
+    assert by["paper-schedule"]["command"] == "mocha demo det_every=4 lambda_dist=1 lr_student=0.0001"
+    assert by["baseline"]["command"] == "mocha demo" and by["baseline"]["methods"] == "all"
+
+
+def test_the_study_is_a_benchmark() -> None:
+    from mocha.bench.core import list_benchmarks
+
+    assert "ablations" in list_benchmarks()
