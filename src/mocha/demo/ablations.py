@@ -41,22 +41,22 @@ class Ablation:
             else "mocha demo"
 
 
-# In the order they run: the baseline, the cheap evaluation levers, then the stage-2 levers.
+# In the order they run: the baseline, then the levers most likely to matter first.
 ABLATIONS: tuple[Ablation, ...] = (
     Ablation("baseline", "the demo's defaults (recipe tuned, d_t 32, mean pooling, conditional learner)",
              every_method=True),
+    Ablation("grid-2", "region features: the box mean and its 2×2 grid, attended by the translator",
+             {"pool_bins": 2}),
+    Ablation("emb-relative", "L_emb temperature tied to the distance statistics", {"emb_relative": True}),
+    Ablation("paper-schedule", "stage-2 schedule: SPEC's (every 4th a detection epoch, λ_dist 1, student lr 1e-4)",
+             {"det_every": 4, "lambda_dist": 1.0, "lr_student": 1e-4}),
     Ablation("learner-flat", "coarse-robust identification: every instance, the coarse class ignored",
              {"learner": "flat"}, every_method=True),
     Ablation("fallback-all", "coarse-robust identification: a box of a class without prototypes searches all",
              {"fallback": "all"}, every_method=True),
-    Ablation("paper-schedule", "stage-2 schedule: SPEC's (every 4th a detection epoch, λ_dist 1, student lr 1e-4)",
-             {"det_every": 4, "lambda_dist": 1.0, "lr_student": 1e-4}),
-    Ablation("no-emb", "L_emb off (λ_emb 0)", {"lambda_emb": 0.0}),
-    Ablation("emb-relative", "L_emb temperature tied to the distance statistics", {"emb_relative": True}),
     Ablation("zoom-out", "augmented views with their teacher targets: each image also shrunk to 0.5",
              {"zoom_out": [0.5]}),
-    Ablation("grid-2", "region features: the box mean and its 2×2 grid, attended by the translator",
-             {"pool_bins": 2}),
+    Ablation("no-emb", "L_emb off (λ_emb 0)", {"lambda_emb": 0.0}),
     Ablation("dim-16", "d_t (PCA target dimension) 16", {"dim": 16}),
     Ablation("dim-64", "d_t 64", {"dim": 64}),
     Ablation("epochs-16", "distillation length: 16 epochs", {"epochs": 16}),
