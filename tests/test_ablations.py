@@ -25,10 +25,12 @@ def test_default_levers_keep_a_default_demos_stage_keys() -> None:
 
 
 def test_set_levers_reach_stage_2_and_the_evaluation() -> None:
-    cfg = DemoConfig(zoom_out=[0.5], emb_relative=True, temperature=0.5, pool_bins=2, method=["mocha"],
-                     learner="flat", fallback="all")
+    cfg = DemoConfig(zoom_out=[0.5], emb_relative=True, temperature=0.5, pool_bins=2, distill_seed=7,
+                     method=["mocha"], learner="flat", fallback="all")
     stage2 = DistillConfig(recipe="tuned", **cfg.distill_overrides())
-    assert (stage2.zoom_out, stage2.emb_relative, stage2.temperature, stage2.pool_bins) == ([0.5], True, 0.5, 2)
+    assert (stage2.zoom_out, stage2.emb_relative, stage2.temperature, stage2.pool_bins, stage2.seed) == (
+        [0.5], True, 0.5, 2, 7)
+    assert DemoConfig().distill_seed == DistillConfig().seed
     assert cfg.eval_overrides() == {"method": ["mocha"], "learner": "flat", "fallback": "all"}
     with pytest.raises(ConfigError, match="method"):
         DemoConfig(method=["mocha", "oracle"])
@@ -85,8 +87,8 @@ def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypat
         assert changed == set(a.overrides) | (set() if a.every_method else {"method"}), a.name
         assert cfg.method == (list(KINDS) if a.every_method else ["mocha"])
     by = {r["row"]: r for r in rows}
-    # stage-2 rows are scored against the baseline's teacher (40): grid-2 is the 2nd run → mocha 22
-    assert by["grid-2"]["mocha_1shot"] == 22.0 and by["grid-2"]["of_teacher_pct"] == 55.0
+    # stage-2 rows are scored against the baseline's teacher (40): grid-2 is the 3rd run → mocha 23
+    assert by["grid-2"]["mocha_1shot"] == 23.0 and by["grid-2"]["of_teacher_pct"] == 57.5
     assert by["zoom-out"]["command"] == "mocha demo zoom_out=0.5"
     assert by["paper-schedule"]["command"] == "mocha demo det_every=4 lambda_dist=1 lr_student=0.0001"
     assert by["baseline"]["command"] == "mocha demo" and by["baseline"]["methods"] == "all"

@@ -45,6 +45,8 @@ class Ablation:
 ABLATIONS: tuple[Ablation, ...] = (
     Ablation("baseline", "the demo's defaults (recipe tuned, d_t 32, mean pooling, conditional learner)",
              every_method=True),
+    Ablation("baseline-seed", "the baseline again with another stage-2 seed: the noise floor of every row",
+             {"distill_seed": 43}),
     Ablation("grid-2", "region features: the box mean and its 2×2 grid, attended by the translator",
              {"pool_bins": 2}),
     Ablation("emb-relative", "L_emb temperature tied to the distance statistics", {"emb_relative": True}),

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from mocha.core.config import Config, option
 from mocha.data.world.generate import SIZES
 from mocha.data.world.textures import PHOTO_SETS, photo_set
+from mocha.distill.config import DistillConfig
 from mocha.distill.recipes import PAPER, TUNED
 from mocha.errors import ConfigError
 from mocha.evaluate.config import KINDS
 
 # stage 2 runs the tuned recipe; these options are the ones the demo exposes (the rest come from the recipe)
 RECIPE = TUNED
+
+
+_DISTILL_SEED = next(f.default for f in fields(DistillConfig) if f.name == "seed")
 
 
 def _learners() -> list[str]:
@@ -52,6 +56,7 @@ class DemoConfig(Config):
     emb_relative: bool = option(RECIPE.emb_relative, help="L_emb temperature = T × the group's mean target distance")
     zoom_out: list[float] = option([], help="stage 2 also trains on each image shrunk by these factors (same "
                                    "teacher targets)", gt=0, lt=1)
+    distill_seed: int = option(_DISTILL_SEED, help="stage-2 seed (translator init, batch order)")
     pool_bins: int = option(1, help="region features: the box mean (1) or also a b×b grid of the box", ge=1, le=8)
     method: list[str] = option(list(KINDS), help="methods evaluated (comma list of " + " | ".join(KINDS) + ")",
                                choices=list(KINDS))
@@ -102,6 +107,8 @@ class DemoConfig(Config):
             d["zoom_out"] = list(self.zoom_out)
         if self.pool_bins != 1:
             d["pool_bins"] = self.pool_bins
+        if self.distill_seed != _DISTILL_SEED:
+            d["seed"] = self.distill_seed
         return d
 
     def eval_overrides(self) -> dict[str, Any]:
