@@ -92,6 +92,9 @@ def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypat
     assert by["zoom-out"]["command"] == "mocha demo zoom_out=0.5"
     assert by["paper-schedule"]["command"] == "mocha demo det_every=4 lambda_dist=1 lr_student=0.0001"
     assert by["baseline"]["command"] == "mocha demo" and by["baseline"]["methods"] == "all"
+    table = ablations.markdown_table(rows).splitlines()
+    assert len(table) == 2 + len(rows) and table[0].count("|") == table[1].count("|") == table[2].count("|")
+    assert table[2].startswith("| baseline | `mocha demo` | 21.0 | 26.0 | 52.5 | 11.0 | 50.0 | 10.5 |")
 
 
 def test_the_study_is_a_benchmark() -> None:

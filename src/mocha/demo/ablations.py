@@ -128,11 +128,34 @@ def run_ablations(out: Path, rows: tuple[Ablation, ...] = ABLATIONS, base: dict[
     return results
 
 
+COLUMNS = (("mocha_1shot", "1-shot"), ("mocha_5shot", "5-shot"), ("of_teacher_pct", "% of teacher"),
+           ("gain_over_student", "− student"), ("probe_of_teacher_pct", "probe % of teacher"))
+
+
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """The study as one markdown table: per world mocha's mAP50-95 and its shares of the targets."""
+    head = ["row", "command"] + [f"{w} {c}" for w in ("default", "held-out") for _, c in COLUMNS] + ["stage 2 s",
+                                                                                                     "evaluation s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(v: Any) -> str:
+        return "–" if v is None else f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    for r in results:
+        vals = [r[f"{w}{k}"] if f"{w}{k}" in r else None for w in ("", "heldout_") for k, _ in COLUMNS]
+        lines.append("| " + " | ".join([r["row"], f"`{r['command']}`", *map(cell, vals), cell(r.get("distill_s")),
+                                        cell(r.get("evaluate_s"))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run(out_dir: Path, quick: bool = False) -> BenchResult:
     """The `mocha bench ablations` entry point (its table and runs/bench/ablations.json)."""
     rows = ABLATIONS[:1] + tuple(r for r in ABLATIONS if r.name == "no-emb") if quick else ABLATIONS
     results = run_ablations(Path(out_dir).parent / ("ablations-quick" if quick else "ablations"), rows,
                             QUICK_BASE if quick else None)
+    from mocha.io import write_text
+
+    write_text(Path(out_dir) / ("ablations-quick.md" if quick else "ablations.md"), markdown_table(results))
     base = results[0]
     summary = {"baseline_of_teacher_pct": base.get("of_teacher_pct"),
                "baseline_heldout_of_teacher_pct": base.get("heldout_of_teacher_pct"),
