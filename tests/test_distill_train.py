@@ -294,3 +294,22 @@ def test_zoomed_views_keep_targets_and_move_boxes_with_the_pixels(tmp_path):
     assert (orig - view).abs().max() < 0.08  # the same object's colour where the box now is
     assert out.image(v)[:, :8, :8].sub(114 / 255).abs().max() < 1e-6  # grey around the shrunk image
     assert zoomed_views(tr, []) is tr
+
+
+def test_mirrored_views_keep_targets_and_mirror_boxes_with_the_pixels(tmp_path):
+    from mocha.distill.data import mirrored_views
+    from mocha.models.pooling import pool_regions
+
+    tr, _ = splits(tmp_path / "data")
+    out = mirrored_views(tr)
+    n, keep = len(tr.dataset), tr.with_regions
+    assert len(out.dataset) == n + len(keep) and out.targets[:n] == tr.targets
+    for k, i in enumerate(keep):
+        j = n + k
+        assert torch.equal(out.targets[j], tr.targets[i]) and out.dataset.records[j] is tr.dataset.records[i]
+        assert torch.equal(out.images[j], tr.images[i].flip(-1))
+        # the mirrored box covers the mirrored pixels: the same per-channel mean of the image inside it
+        a = pool_regions([tr.image(i)[None]], [tr.boxes[i]], (1,))
+        b = pool_regions([out.image(j)[None]], [out.boxes[j]], (1,))
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        assert (out.boxes[j][:, 2] > out.boxes[j][:, 0]).all()

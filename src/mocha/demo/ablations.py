@@ -58,6 +58,7 @@ ABLATIONS: tuple[Ablation, ...] = (
              {"fallback": "all"}, every_method=True),
     Ablation("zoom-out", "augmented views with their teacher targets: each image also shrunk to 0.5",
              {"zoom_out": [0.5]}),
+    Ablation("hflip", "augmented views with their teacher targets: each image also mirrored", {"hflip": True}),
     Ablation("no-emb", "L_emb off (λ_emb 0)", {"lambda_emb": 0.0}),
     Ablation("dim-16", "d_t (PCA target dimension) 16", {"dim": 16}),
     Ablation("dim-64", "d_t 64", {"dim": 64}),

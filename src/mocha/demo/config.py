@@ -57,6 +57,7 @@ class DemoConfig(Config):
     zoom_out: list[float] = option([], help="stage 2 also trains on each image shrunk by these factors (same "
                                    "teacher targets)", gt=0, lt=1)
     distill_seed: int = option(_DISTILL_SEED, help="stage-2 seed (translator init, batch order)")
+    hflip: bool = option(False, help="stage 2 also trains on each image mirrored (same teacher targets)")
     pool_bins: int = option(1, help="region features: the box mean (1) or also a b×b grid of the box", ge=1, le=8)
     method: list[str] = option(list(KINDS), help="methods evaluated (comma list of " + " | ".join(KINDS) + ")",
                                choices=list(KINDS))
@@ -107,6 +108,8 @@ class DemoConfig(Config):
             d["zoom_out"] = list(self.zoom_out)
         if self.pool_bins != 1:
             d["pool_bins"] = self.pool_bins
+        if self.hflip:
+            d["hflip"] = True
         if self.distill_seed != _DISTILL_SEED:
             d["seed"] = self.distill_seed
         return d
