@@ -101,3 +101,15 @@ def test_the_study_is_a_benchmark() -> None:
     from mocha.bench.core import list_benchmarks
 
     assert "ablations" in list_benchmarks()
+
+
+def test_mirror_invariance_is_measured_on_real_crops(tmp_path: Path) -> None:
+    from mocha.data.world import generate_world
+
+    world = generate_world(tmp_path / "w", size="tiny", seed=0, splits="personal", progress=False)
+    m = ablations.mirror_invariance(world, images=6)
+    assert m["regions"] > 4
+    assert -1 <= m["mirror_cos_min"] <= m["mirror_cos_mean"] <= 1
+    # a mirrored crop is far closer to its crop than other instances are
+    assert m["mirror_cos_mean"] > m["other_instance_cos"]
+    assert m["mirror_cos_min"] < 0.9999  # the crops were mirrored: not the same pixels

@@ -124,9 +124,40 @@ def run_ablations(out: Path, rows: tuple[Ablation, ...] = ABLATIONS, base: dict[
         report = run_demo(DemoConfig(**opts))
         if baseline is None and row.every_method and not row.overrides:
             baseline = report
-        results.append({"row": row.name, "lever": row.lever, "command": row.command,
+        results.append({"row": row.name, "lever": row.lever, "command": row.command, "dataset": report.get("dataset"),
                         "methods": "all" if row.every_method else "mocha", **row_metrics(report, baseline)})
     return results
+
+
+def mirror_invariance(data: str | Path, teacher: str = "builtin", images: int = 60) -> dict[str, Any]:
+    """How much a mirrored crop moves the teacher's embedding, against the gaps that identification needs: mean and
+    min cosine(crop, mirrored crop) and the mean cosine between crops of one instance / of two instances, on the
+    first `images` personal images (the evidence behind `hflip` reusing its targets)."""
+    import torch
+    import torch.nn.functional as F
+
+    from mocha.data.dataset import load_dataset
+    from mocha.data.images import load_image, norm_cxcywh_to_xyxy
+    from mocha.data.records import read_split
+    from mocha.teacher.crops import crop_regions
+    from mocha.teacher.registry import create_teacher
+
+    spec = load_dataset(data)
+    crops, inst = [], []
+    for r in read_split(spec, "personal")[:images]:
+        img = load_image(r.image)
+        crops += crop_regions(img, norm_cxcywh_to_xyxy(r.boxes, img.shape[1], img.shape[0]))
+        inst += [int(i) for i in r.instance]
+    t = create_teacher(teacher)
+    labels = ["object"] * len(crops)
+    a = F.normalize(t.embed(crops, labels).float(), dim=1)
+    b = F.normalize(t.embed([c[:, ::-1].copy() for c in crops], labels).float(), dim=1)
+    ids = torch.tensor(inst)
+    mirror, sim = (a * b).sum(1), a @ a.T
+    same = (ids[:, None] == ids[None]) & ~torch.eye(len(ids), dtype=torch.bool)
+    return {"regions": len(ids), "mirror_cos_mean": round(float(mirror.mean()), 3),
+            "mirror_cos_min": round(float(mirror.min()), 3), "same_instance_cos": round(float(sim[same].mean()), 3),
+            "other_instance_cos": round(float(sim[ids[:, None] != ids[None]].mean()), 3)}
 
 
 COLUMNS = (("mocha_1shot", "1-shot"), ("mocha_5shot", "5-shot"), ("of_teacher_pct", "% of teacher"),
@@ -162,6 +193,9 @@ def run(out_dir: Path, quick: bool = False) -> BenchResult:
                "baseline_heldout_of_teacher_pct": base.get("heldout_of_teacher_pct"),
                "best_row_default": max(results, key=lambda r: r.get("mocha_1shot") or -1)["row"],
                "best_row_heldout": max(results, key=lambda r: r.get("heldout_mocha_1shot") or -1)["row"]}
+    world = results[0].get("dataset")
+    if world:  # the teacher's mirror invariance on the default world's personal split (what hflip relies on)
+        summary |= {f"teacher_{k}": v for k, v in mirror_invariance(world, images=12 if quick else 60).items()}
     return BenchResult("ablations", results, summary,
                        targets={"baseline_of_teacher_pct": ">= 80", "baseline_heldout_of_teacher_pct": ">= 80"},
                        notes="1-shot paper-protocol mAP50-95 (%); rows that change stage 2 evaluate mocha alone and "
