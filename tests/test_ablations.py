@@ -31,6 +31,7 @@ def test_set_levers_reach_stage_2_and_the_evaluation() -> None:
     assert (stage2.zoom_out, stage2.emb_relative, stage2.temperature, stage2.pool_bins, stage2.seed, stage2.hflip) == (
         [0.5], True, 0.5, 2, 7, True)
     assert DemoConfig().distill_seed == DistillConfig().seed
+    assert DemoConfig(distill_imgsz=320).distill_overrides()["imgsz"] == 320 and DemoConfig().stage2_imgsz == 256
     assert cfg.eval_overrides() == {"method": ["mocha"], "learner": "flat", "fallback": "all"}
     with pytest.raises(ConfigError, match="method"):
         DemoConfig(method=["mocha", "oracle"])

@@ -49,6 +49,8 @@ ABLATIONS: tuple[Ablation, ...] = (
              {"distill_seed": 43}),
     Ablation("grid-2", "region features: the box mean and its 2×2 grid, attended by the translator",
              {"pool_bins": 2}),
+    Ablation("letterbox-320", "letterbox size 320 in stages 2 and 3 (the stage-1 student saw 256)",
+             {"distill_imgsz": 320}),
     Ablation("emb-relative", "L_emb temperature tied to the distance statistics", {"emb_relative": True}),
     Ablation("paper-schedule", "stage-2 schedule: SPEC's (every 4th a detection epoch, λ_dist 1, student lr 1e-4)",
              {"det_every": 4, "lambda_dist": 1.0, "lr_student": 1e-4}),

@@ -39,6 +39,8 @@ class DemoConfig(Config):
     size: str = option("small", help="world size: " + " | ".join(SIZES), choices=list(SIZES))
     seed: int = option(0, help="world seed")
     imgsz: int = option(256, help="input size", ge=32, multiple_of=32)
+    distill_imgsz: int | None = option(None, help="letterbox size of stages 2 and 3 (the stage-1 student is "
+                                       "convolutional)", ge=32, multiple_of=32, default_text="imgsz")
     pretrain_epochs: int = option(60, help="stage-1 epochs (the default world's 60-epoch student is shipped; "
                                   "fresh=true retrains it)", ge=1)
     teacher: str = option("builtin", help="teacher for the store and the teacher methods")
@@ -82,6 +84,11 @@ class DemoConfig(Config):
     photos = "default"
 
     @property
+    def stage2_imgsz(self) -> int:
+        """Letterbox size of distillation, evaluation and the probes."""
+        return self.imgsz if self.distill_imgsz is None else self.distill_imgsz
+
+    @property
     def heldout_world_seed(self) -> int:
         return self.seed + 1 if self.heldout_seed is None else self.heldout_seed
 
@@ -102,7 +109,8 @@ class DemoConfig(Config):
         """The stage-2 options the demo sets on top of its recipe."""
         d: dict[str, Any] = {"epochs": self.epochs, "det_every": self.det_every, "lambda_dist": self.lambda_dist,
                              "lr_student": self.lr_student, "lambda_emb": self.lambda_emb,
-                             "temperature": self.temperature, "emb_relative": self.emb_relative, "imgsz": self.imgsz}
+                             "temperature": self.temperature, "emb_relative": self.emb_relative,
+                             "imgsz": self.stage2_imgsz}
         # only when set: the stage key (recipe values + these) of a default run stays as it was
         if self.zoom_out:
             d["zoom_out"] = list(self.zoom_out)

@@ -139,7 +139,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                      MethodSpec("teacher", teacher=cfg.teacher), MethodSpec("teacher-gt", teacher=cfg.teacher)]
             methods = [m for m in every if m.kind in cfg.method]
             report = evaluate(EvalConfig(data=world, methods=methods, shots=list(cfg.shots), episodes=cfg.episodes,
-                                         detector=student, imgsz=cfg.imgsz, learner=cfg.learner,
+                                         detector=student, imgsz=cfg.stage2_imgsz, learner=cfg.learner,
                                          fallback=cfg.fallback, project=work,
                                          name="evaluate", cache=False, progress=cfg.progress))
             return {"report": json.loads(json.dumps(report, default=str)), "run": "evaluate"}
@@ -147,14 +147,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         return evaluate_stage
 
     eval_inputs = {"student": s_student.key, "distill": s_distill.key, "teacher": cfg.teacher,
-                   "episodes": cfg.episodes, "shots": cfg.shots, "imgsz": cfg.imgsz, **cfg.eval_overrides()}
+                   "episodes": cfg.episodes, "shots": cfg.shots, "imgsz": cfg.stage2_imgsz, **cfg.eval_overrides()}
     s_eval = stage("evaluate", eval_inputs, evaluate_on(data))
 
     def probe(work: Path) -> dict[str, Any]:
         from mocha.demo.probe import collapse_probe
 
         return {"probe": collapse_probe(data, shots=cfg.shots, episodes=cfg.probe_episodes, store=store,
-                                        student=student, bundle=bundle, imgsz=cfg.imgsz)}
+                                        student=student, bundle=bundle, imgsz=cfg.stage2_imgsz)}
 
     probe_inputs = {"student": s_student.key, "distill": s_distill.key, "shots": cfg.shots,
                     "episodes": cfg.probe_episodes}
@@ -185,7 +185,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             # the probe's teacher side reads the store: the held-out personal regions only
             extract_split(h_data, "personal", work / "store", teacher=cfg.teacher, progress=cfg.progress)
             return {"probe": collapse_probe(h_data, shots=cfg.shots, episodes=cfg.probe_episodes,
-                                            store=work / "store", student=student, bundle=bundle, imgsz=cfg.imgsz)}
+                                            store=work / "store", student=student, bundle=bundle,
+                                            imgsz=cfg.stage2_imgsz)}
 
         s_hprobe = stage("heldout-probe", {"world": s_hworld.key, "teacher": cfg.teacher, **probe_inputs},
                          heldout_probe)
