@@ -241,7 +241,8 @@ def test_feature_cache_resumes_and_is_keyed(tmp_path, paper_student, monkeypatch
 
         def flaky(*a, _orig=orig, **k):
             calls["n"] += 1
-            if calls["n"] > 3 * 4 + 1:  # 3 methods x 4 images of chunk 1, then fail
+            # 2 passes (student, teacher; teacher-gt reuses the teacher's GT features) x 4 images of chunk 1, then fail
+            if calls["n"] > 2 * 4 + 1:
                 raise Boom()
             return _orig(*a, **k)
 
@@ -255,7 +256,7 @@ def test_feature_cache_resumes_and_is_keyed(tmp_path, paper_student, monkeypatch
         orig = mf.method.features
         mf.method.features = lambda *a, _orig=orig, **k: (calls.__setitem__("n", calls["n"] + 1), _orig(*a, **k))[1]
     ev.extract()
-    assert calls["n"] == 3 * 8
+    assert calls["n"] == 2 * 8
     first = [ev.run_episode(mf, ev.episodes[1][0])[0] for mf in ev.methods]
     # a complete cache: no method runs at all, same features and metrics
     ev2 = Evaluator(cfg)
@@ -296,3 +297,32 @@ def test_box_source_forward_is_reused_with_identical_features(tmp_path, world):
     assert len(qry) > 0
     torch.testing.assert_close(ev.methods[0].support[1], sup)
     torch.testing.assert_close(ev.methods[0].query[1], qry)
+
+
+def test_teacher_gt_reuses_the_teachers_gt_features(tmp_path, world):
+    """teacher-gt embeds exactly the GT crops the teacher embeds for its support: one teacher pass, same features."""
+    plain = tmp_path / "plain.safetensors"
+    torch.manual_seed(0)
+    Student.create("yolov8n.yaml", names=["mug", "bottle", "ball", "book"]).save(plain)
+    a, b = HistTeacher(), HistTeacher()
+    calls = {"a": 0, "b": 0}
+    for key, t in (("a", a), ("b", b)):
+        orig = t.embed
+
+        def counting(crops, labels, key=key, orig=orig):
+            calls[key] += 1
+            return orig(crops, labels)
+
+        t.embed = counting
+    ev = Evaluator(_config(world, plain, tmp_path, "twin", cache=False,
+                           methods=[MethodSpec("teacher", teacher=a), MethodSpec("teacher-gt", teacher=b)]))
+    assert ev._twins() == {1: 0}
+    ev.extract()
+    assert calls["a"] == len(ev.images) and calls["b"] == 0
+    for i in range(len(ev.images)):
+        assert torch.equal(ev.methods[1].support[i], ev.methods[0].support[i])
+        assert torch.equal(ev.methods[1].query[i], ev.methods[0].support[i])
+    # another teacher is no twin
+    other = Evaluator(_config(world, plain, tmp_path, "other", cache=False,
+                              methods=[MethodSpec("teacher", teacher=a), MethodSpec("teacher-gt", teacher="builtin")]))
+    assert other._twins() == {}

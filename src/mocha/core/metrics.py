@@ -145,13 +145,15 @@ def top1_accuracy(preds: Sequence[ImagePreds], truths: Sequence[ImageTruth]) -> 
 
     hits = total = 0
     for p, g in zip(preds, truths, strict=True):
+        iou = None  # (n_pred, n_gt), computed once per image and only when some instance was labelled
         for k in np.unique(g.label).tolist():
             total += 1
             mine = np.flatnonzero(p.label == k)
             if len(mine) == 0:
                 continue
+            if iou is None:
+                iou = box_iou(torch.as_tensor(p.boxes, dtype=torch.float32),
+                              torch.as_tensor(g.boxes, dtype=torch.float32)).numpy()
             best = mine[np.argmax(p.score[mine])]
-            iou = box_iou(torch.as_tensor(p.boxes[best][None], dtype=torch.float32),
-                          torch.as_tensor(g.boxes[g.label == k], dtype=torch.float32))
-            hits += int(bool((iou >= 0.5).any()))
+            hits += int(bool((iou[best, g.label == k] >= 0.5).any()))
     return hits / total if total else float("nan")

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -214,6 +215,7 @@ class Evaluator:
         from mocha.data.loader import DetectionDataset
 
         ds = DetectionDataset(self.records, self.cfg.imgsz)
+        twins = self._twins()
         bar = progress(total=len(ds), desc="features", unit="img", enable=self.cfg.progress, leave=False)
         for c0 in range(0, len(ds), CHUNK):
             idx = list(range(c0, min(len(ds), c0 + CHUNK)))
@@ -233,6 +235,11 @@ class Evaluator:
                     im = chunk_images[n]
                     gt_names, det_names = self._names(im.gt_coarse), self._names(im.det_coarse)
                     for j in todo:
+                        if twins.get(j) in todo:  # the same teacher on the same GT boxes: reuse its features
+                            sup = fresh[twins[j]][0][-1]
+                            fresh[j][0].append(sup)
+                            fresh[j][1].append(sup)
+                            continue
                         method = self.methods[j].method
                         own = maps if maps is not None and method.detector is self.box_source else None
                         if method.gt_queries:
@@ -260,6 +267,20 @@ class Evaluator:
                 mf.support.extend(sup)
                 mf.query.extend(qry)
         bar.close()
+
+    def _twins(self) -> dict[int, int]:
+        """{j: k}: method j embeds only GT boxes (teacher-gt) with what method k (teacher, earlier) embeds them with,
+        so j's features are k's support features and need no second teacher pass."""
+        idents = [None if k is None else json.dumps(self._identity(ms, mf.method), sort_keys=True, default=str)
+                  for k, ms, mf in zip(self.method_keys, self.cfg.methods, self.methods, strict=True)]
+        out = {}
+        for j, mf in enumerate(self.methods):
+            if mf.method.gt_queries and idents[j] is not None:
+                k = next((k for k in range(j) if idents[k] == idents[j] and not self.methods[k].method.gt_queries),
+                         None)
+                if k is not None:
+                    out[j] = k
+        return out
 
     def _image_data(self, image: Tensor, item: dict[str, Any]) -> tuple[ImageData, list[Tensor] | None]:
         keep = item["instance"] >= 0
