@@ -326,3 +326,28 @@ def test_teacher_gt_reuses_the_teachers_gt_features(tmp_path, world):
     other = Evaluator(_config(world, plain, tmp_path, "other", cache=False,
                               methods=[MethodSpec("teacher", teacher=a), MethodSpec("teacher-gt", teacher="builtin")]))
     assert other._twins() == {}
+
+
+@pytest.mark.timeout(600)
+def test_worker_processes_score_the_same_episodes_as_one_process(tmp_path, world):
+    plain = tmp_path / "plain.safetensors"
+    torch.manual_seed(0)
+    Student.create("yolov8n.yaml", names=["mug", "bottle", "ball", "book"]).save(plain)
+    runs = {}
+    for workers in (1, 2):
+        ev = Evaluator(_config(world, plain, tmp_path, f"w{workers}", episodes=5, shots=[1, 2], cache=False,
+                               workers=workers))
+        assert ev._workers() == workers
+        runs[workers] = (ev.run()["results"], ev.examples)
+    def metrics(results):  # timings and memory are measured per run; the metrics must be identical
+        return {s: {m: {k: v for k, v in r.items() if not k.endswith(("_ms_per_image", "_mb"))}
+                    for m, r in by.items()} for s, by in results.items()}
+
+    assert metrics(runs[2][0]) == metrics(runs[1][0])  # every metric of every method and shot count, exactly
+    assert runs[1][0]["1"]["teacher-gt"]["map50_95"] > 0
+    for key, (ep, preds, truths) in runs[1][1].items():
+        ep2, preds2, truths2 = runs[2][1][key]
+        assert ep2 == ep and len(preds2) == len(preds) > 0 and len(truths2) == len(truths)
+        assert all(np.array_equal(a.label, b.label) for a, b in zip(preds, preds2, strict=True))
+    # auto: in-process for a handful of episodes
+    assert Evaluator(_config(world, plain, tmp_path, "auto", episodes=3, cache=False))._workers() == 1

@@ -18,6 +18,7 @@ METHODS.register("mocha", "mocha.evaluate.methods:bundle_method", help="a distil
 METHODS.register("teacher", "mocha.evaluate.methods:teacher_method", help="the teacher on crops of detected boxes")
 METHODS.register("teacher-gt", "mocha.evaluate.methods:teacher_method", help="the teacher on ground-truth boxes")
 KINDS = tuple(METHODS.names())
+AUTO_WORKERS_MIN_EPISODES = 200  # method × episode scorings below which worker processes do not pay off
 
 
 def list_methods() -> list[str]:
@@ -95,6 +96,8 @@ class EvalConfig(Config):
     plots: bool = option(True, help="write plots/")
     progress: bool = option(True, help="progress bars / lines")
     cache: bool = option(True, help="keep per-image features under <project>/.cache (resume, reruns)")
+    workers: int = option(0, help="processes scoring episodes (0 = auto: 2 with 2+ CPUs and "
+                          f"{AUTO_WORKERS_MIN_EPISODES}+ method × episode scorings, else 1)", ge=0)
     threads: int = option(0, help="torch CPU threads (0 = torch default; 1 is fastest on a busy CPU)", ge=0)
     # Python callers may pass MethodSpec objects (e.g. a Teacher instance); otherwise parsed from `method`.
     methods: list[MethodSpec] | None = option(None, help="method objects (Python only)", cli=False)

@@ -31,7 +31,7 @@ from mocha.core.progress import progress
 from mocha.core.runs import resolve_artifact
 from mocha.errors import ConfigError, DataError
 from mocha.evaluate.cache import CHUNK, FeatureCache, digest, file_stamp, pack, records_digest, unpack
-from mocha.evaluate.config import EvalConfig, MethodSpec
+from mocha.evaluate.config import AUTO_WORKERS_MIN_EPISODES, EvalConfig, MethodSpec
 from mocha.evaluate.methods import Method, build_method
 
 log = logging.getLogger("mocha.evaluate")
@@ -341,18 +341,94 @@ class Evaluator:
     # ------------------------------------------------------------------------------------ episodes
     def run_episode(self, mf: MethodFeatures, ep: Any) -> tuple[dict[str, float], list[ImagePreds], list[ImageTruth]]:
         """Fit a fresh learner on the episode's support, relabel every query box, compute the metrics."""
-        learner = create_learner(self.cfg.learner, **self._learner_kw())
+        return self.scorer().score(mf.support, mf.query, mf.method.gt_queries, ep)
+
+    def scorer(self) -> EpisodeScorer:
+        return EpisodeScorer(self.spec, self.images, self.cfg.learner, self._learner_kw())
+
+    def _workers(self) -> int:
+        """Processes that score episodes: `workers`, or (0 = auto) 2 on a machine with 2+ CPUs when there are
+        enough episodes to repay starting them (a worker starts in seconds; an episode scores in ~0.1 s)."""
+        import os
+
+        if self.cfg.workers:
+            return self.cfg.workers
+        total = sum(len(e) for e in self.episodes.values()) * len(self.methods)
+        return 2 if (os.cpu_count() or 1) >= 2 and total >= AUTO_WORKERS_MIN_EPISODES else 1
+
+    def run(self) -> dict[str, Any]:
+        """Feature pass, timing, all episodes; returns the report dict (metrics in percent)."""
+        self.measure()  # first, so peak memory is not inflated by the stored features
+        self.extract()
+        results: dict[str, Any] = {}
+        self.examples: dict[str, Any] = {}
+        workers = self._workers()
+        pool = None
+        if workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: torch is loaded (fork would copy its threads); one torch thread each, the processes share the CPUs
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+        scorer = self.scorer()
+        try:
+            for shots, eps in self.episodes.items():
+                results[str(shots)] = {}
+                for mf in self.methods:
+                    gt_q = mf.method.gt_queries
+                    bar = progress(total=len(eps), desc=f"{mf.method.label} {shots}-shot", enable=self.cfg.progress,
+                                   leave=False)
+                    if pool is None:
+                        scored = []
+                        for ep in eps:
+                            row, preds, truths = scorer.score(mf.support, mf.query, gt_q, ep)
+                            scored.append((row, preds, truths) if not scored else (row, [], []))
+                            bar.update(1)
+                    else:  # contiguous parts in order: the same rows as in-process, episode by episode
+                        k = -(-len(eps) // workers)
+                        futures = [pool.submit(_score_part, scorer, mf.support, mf.query, gt_q, eps[i:i + k])
+                                   for i in range(0, len(eps), k)]
+                        scored = []
+                        for f in futures:
+                            part = f.result()
+                            scored.extend(part)
+                            bar.update(len(part))
+                    bar.close()
+                    rows = [row for row, _, _ in scored]
+                    if scored:
+                        self.examples[(shots, mf.method.label)] = (eps[0], scored[0][1], scored[0][2])
+                    results[str(shots)][mf.method.label] = summarize(rows, mf)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        return {"dataset": str(self.spec.path), "split": self.split, "episodes": self.cfg.episodes,
+                "episodes_run": {str(s): len(e) for s, e in self.episodes.items()},
+                "device": str(self.device), "results": results}
+
+
+@dataclass
+class EpisodeScorer:
+    """What scoring an episode needs and no model: picklable, so worker processes can score episodes."""
+
+    spec: Any
+    images: list[ImageData]
+    learner: str
+    learner_kw: dict[str, Any]
+
+    def score(self, support: list[Tensor], query: list[Tensor], gt_queries: bool,
+              ep: Any) -> tuple[dict[str, float], list[ImagePreds], list[ImageTruth]]:
+        """Fit a fresh learner on the episode's support, relabel every query box, compute the metrics."""
+        learner = create_learner(self.learner, **self.learner_kw)
         for inst, idxs in ep.support.items():
-            vecs = [mf.support[i][self.images[i].gt_instance == inst] for i in idxs]
+            vecs = [support[i][self.images[i].gt_instance == inst] for i in idxs]
             vecs = torch.cat(vecs) if vecs else torch.zeros(0)
             if len(vecs) == 0:
                 raise DataError(f"episode {ep.index}: instance {inst} ({self.spec.instance_name(inst)}) has no "
                                 f"support box in its support images")
             learner.add(inst, self.spec.coarse_of(inst), vecs)
         enrolled = torch.tensor(learner.instances(), dtype=torch.long)
-        gt_q = mf.method.gt_queries
-        feats = [mf.query[i] for i in ep.query]
-        coarse = [self.images[i].gt_coarse if gt_q else self.images[i].det_coarse for i in ep.query]
+        feats = [query[i] for i in ep.query]
+        coarse = [self.images[i].gt_coarse if gt_queries else self.images[i].det_coarse for i in ep.query]
         sizes = [len(f) for f in feats]
         idx, prob = learner.predict_index(torch.cat(feats), torch.cat(coarse)) if sum(sizes) else (
             torch.zeros(0, dtype=torch.long), torch.zeros(0))
@@ -360,7 +436,7 @@ class Evaluator:
         preds, truths = [], []
         for i, lab, p in zip(ep.query, labels.split(sizes), prob.split(sizes), strict=True):
             im = self.images[i]
-            boxes, conf = (im.gt_boxes, torch.ones(len(im.gt_boxes))) if gt_q else (im.det_boxes, im.det_conf)
+            boxes, conf = (im.gt_boxes, torch.ones(len(im.gt_boxes))) if gt_queries else (im.det_boxes, im.det_conf)
             preds.append(ImagePreds(boxes.numpy(), conf.numpy(), p.numpy(), lab.numpy()))
             mine = torch.isin(im.gt_instance, enrolled)
             truths.append(ImageTruth(im.gt_boxes[mine].numpy(), im.gt_instance[mine].numpy()))
@@ -369,25 +445,19 @@ class Evaluator:
                "accuracy": top1_accuracy(preds, truths)}
         return out, preds, truths
 
-    def run(self) -> dict[str, Any]:
-        """Feature pass, timing, all episodes; returns the report dict (metrics in percent)."""
-        self.measure()  # first, so peak memory is not inflated by the stored features
-        self.extract()
-        results: dict[str, Any] = {}
-        self.examples: dict[str, Any] = {}
-        for shots, eps in self.episodes.items():
-            results[str(shots)] = {}
-            for mf in self.methods:
-                rows = []
-                for ep in progress(eps, desc=f"{mf.method.label} {shots}-shot", enable=self.cfg.progress, leave=False):
-                    row, preds, truths = self.run_episode(mf, ep)
-                    rows.append(row)
-                    if ep is eps[0]:
-                        self.examples[(shots, mf.method.label)] = (ep, preds, truths)
-                results[str(shots)][mf.method.label] = summarize(rows, mf)
-        return {"dataset": str(self.spec.path), "split": self.split, "episodes": self.cfg.episodes,
-                "episodes_run": {str(s): len(e) for s, e in self.episodes.items()},
-                "device": str(self.device), "results": results}
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _score_part(scorer: EpisodeScorer, support: list[Tensor], query: list[Tensor], gt_queries: bool,
+                eps: list[Any]) -> list[tuple[dict[str, float], list[ImagePreds], list[ImageTruth]]]:
+    """Score consecutive episodes in a worker; preds / truths only of the part's first (the report's examples)."""
+    out = []
+    for n, ep in enumerate(eps):
+        row, preds, truths = scorer.score(support, query, gt_queries, ep)
+        out.append((row, preds, truths) if n == 0 else (row, [], []))
+    return out
 
 
 _IMAGE_FIELDS = ("gt_boxes", "gt_coarse", "gt_instance", "det_boxes", "det_conf", "det_coarse")
