@@ -54,6 +54,8 @@ ABLATIONS: tuple[Ablation, ...] = (
     Ablation("emb-relative", "L_emb temperature tied to the distance statistics", {"emb_relative": True}),
     Ablation("paper-schedule", "stage-2 schedule: SPEC's (every 4th a detection epoch, λ_dist 1, student lr 1e-4)",
              {"det_every": 4, "lambda_dist": 1.0, "lr_student": 1e-4}),
+    Ablation("pull-40", "stage-2 schedule: a stronger pull on the student (λ_dist 40, student lr 1e-2)",
+             {"lambda_dist": 40.0, "lr_student": 1e-2}),
     Ablation("learner-flat", "coarse-robust identification: every instance, the coarse class ignored",
              {"learner": "flat"}, every_method=True),
     Ablation("fallback-all", "coarse-robust identification: a box of a class without prototypes searches all",
