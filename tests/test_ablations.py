@@ -89,6 +89,7 @@ def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypat
         assert cfg.method == (list(KINDS) if a.every_method else ["mocha"])
     by = {r["row"]: r for r in rows}
     # stage-2 rows are scored against the baseline's teacher (40): grid-2 is the 3rd run → mocha 23
+    assert [a.name for a in ablations.ABLATIONS][2] == "grid-2"
     assert by["grid-2"]["mocha_1shot"] == 23.0 and by["grid-2"]["of_teacher_pct"] == 57.5
     assert by["zoom-out"]["command"] == "mocha demo zoom_out=0.5"
     assert by["paper-schedule"]["command"] == "mocha demo det_every=4 lambda_dist=1 lr_student=0.0001"

@@ -49,24 +49,24 @@ ABLATIONS: tuple[Ablation, ...] = (
              {"distill_seed": 43}),
     Ablation("grid-2", "region features: the box mean and its 2×2 grid, attended by the translator",
              {"pool_bins": 2}),
+    Ablation("pull-40", "stage-2 schedule: a stronger pull on the student (λ_dist 40, student lr 1e-2)",
+             {"lambda_dist": 40.0, "lr_student": 1e-2}),
+    Ablation("hflip", "augmented views with their teacher targets: each image also mirrored", {"hflip": True}),
     Ablation("letterbox-320", "letterbox size 320 in stages 2 and 3 (the stage-1 student saw 256)",
              {"distill_imgsz": 320}, every_method=True),  # other detector boxes: every method changes
     Ablation("emb-relative", "L_emb temperature tied to the distance statistics", {"emb_relative": True}),
     Ablation("paper-schedule", "stage-2 schedule: SPEC's (every 4th a detection epoch, λ_dist 1, student lr 1e-4)",
              {"det_every": 4, "lambda_dist": 1.0, "lr_student": 1e-4}),
-    Ablation("pull-40", "stage-2 schedule: a stronger pull on the student (λ_dist 40, student lr 1e-2)",
-             {"lambda_dist": 40.0, "lr_student": 1e-2}),
     Ablation("learner-flat", "coarse-robust identification: every instance, the coarse class ignored",
              {"learner": "flat"}, every_method=True),
     Ablation("fallback-all", "coarse-robust identification: a box of a class without prototypes searches all",
              {"fallback": "all"}, every_method=True),
     Ablation("zoom-out", "augmented views with their teacher targets: each image also shrunk to 0.5",
              {"zoom_out": [0.5]}),
-    Ablation("hflip", "augmented views with their teacher targets: each image also mirrored", {"hflip": True}),
     Ablation("no-emb", "L_emb off (λ_emb 0)", {"lambda_emb": 0.0}),
     Ablation("dim-16", "d_t (PCA target dimension) 16", {"dim": 16}),
-    Ablation("dim-64", "d_t 64", {"dim": 64}),
     Ablation("epochs-16", "distillation length: 16 epochs", {"epochs": 16}),
+    Ablation("dim-64", "d_t 64", {"dim": 64}),
 )
 
 # --quick: the tiny world and two rows, to smoke-test the study itself
