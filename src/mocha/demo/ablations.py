@@ -45,15 +45,15 @@ class Ablation:
 ABLATIONS: tuple[Ablation, ...] = (
     Ablation("baseline", "the demo's defaults (recipe tuned, d_t 32, mean pooling, conditional learner)",
              every_method=True),
+    Ablation("zoom-out-4ep", "the zoomed views at the baseline's cost: zoom_out 0.5 over 4 epochs (as many steps as 8)",
+             {"zoom_out": [0.5], "epochs": 4}),
     Ablation("baseline-seed", "the baseline again with another stage-2 seed: the noise floor of every row",
              {"distill_seed": 43}),
-    Ablation("grid-2", "region features: the box mean and its 2×2 grid, attended by the translator",
-             {"pool_bins": 2}),
+    Ablation("hflip", "augmented views with their teacher targets: each image also mirrored", {"hflip": True}),
     Ablation("pull-40", "stage-2 schedule: a stronger pull on the student (λ_dist 40, student lr 1e-2)",
              {"lambda_dist": 40.0, "lr_student": 1e-2}),
-    Ablation("hflip", "augmented views with their teacher targets: each image also mirrored", {"hflip": True}),
-    Ablation("letterbox-320", "letterbox size 320 in stages 2 and 3 (the stage-1 student saw 256)",
-             {"distill_imgsz": 320}, every_method=True),  # other detector boxes: every method changes
+    Ablation("grid-2", "region features: the box mean and its 2×2 grid, attended by the translator",
+             {"pool_bins": 2}),
     Ablation("emb-relative", "L_emb temperature tied to the distance statistics", {"emb_relative": True}),
     Ablation("paper-schedule", "stage-2 schedule: SPEC's (every 4th a detection epoch, λ_dist 1, student lr 1e-4)",
              {"det_every": 4, "lambda_dist": 1.0, "lr_student": 1e-4}),
@@ -64,8 +64,10 @@ ABLATIONS: tuple[Ablation, ...] = (
     Ablation("zoom-out", "augmented views with their teacher targets: each image also shrunk to 0.5",
              {"zoom_out": [0.5]}),
     Ablation("no-emb", "L_emb off (λ_emb 0)", {"lambda_emb": 0.0}),
-    Ablation("dim-16", "d_t (PCA target dimension) 16", {"dim": 16}),
+    Ablation("letterbox-320", "letterbox size 320 in stages 2 and 3 (the stage-1 student saw 256)",
+             {"distill_imgsz": 320}, every_method=True),  # other detector boxes: every method changes
     Ablation("epochs-16", "distillation length: 16 epochs", {"epochs": 16}),
+    Ablation("dim-16", "d_t (PCA target dimension) 16", {"dim": 16}),
     Ablation("dim-64", "d_t 64", {"dim": 64}),
 )
 
