@@ -11,6 +11,7 @@ import pytest
 from mocha.demo import ablations
 from mocha.demo.config import DemoConfig
 from mocha.distill.config import DistillConfig
+from mocha.distill.recipes import TUNED
 from mocha.errors import ConfigError
 from mocha.evaluate.config import KINDS
 
@@ -18,10 +19,23 @@ from mocha.evaluate.config import KINDS
 def test_default_levers_keep_a_default_demos_stage_keys() -> None:
     cfg = DemoConfig()
     # the exact keys a demo had before the levers existed: its finished stages stay reusable
-    assert cfg.distill_overrides() == {"epochs": 8, "det_every": 1, "lambda_dist": 20.0, "lr_student": 5e-3,
-                                       "lambda_emb": 1.0, "temperature": 1.0, "emb_relative": False, "imgsz": 256}
+    assert cfg.distill_overrides() == {"epochs": TUNED.epochs, "det_every": 1, "lambda_dist": 20.0, "lr_student": 5e-3,
+                                       "lambda_emb": 1.0, "temperature": 1.0, "emb_relative": False, "imgsz": 256,
+                                       "zoom_out": list(TUNED.zoom_out)}
     assert cfg.eval_overrides() == {}
     assert cfg.method == list(KINDS)
+    # a stage-2 key without zoomed views has no zoom_out entry (as before it was a recipe field); with them it has
+    from mocha.demo.stages import content_key
+
+    plain, zoomed = DemoConfig(zoom_out=[], epochs=8).distill_key(), DemoConfig(zoom_out=[0.5]).distill_key()
+    assert "zoom_out" not in plain and zoomed["zoom_out"] == [0.5]
+    # the baseline row's key as measured before the levers existed (runs/ablations, 2026-12-02)
+    assert content_key({"stage": "distill", "student": "s", "pca": "p", **plain}) == content_key(
+        {"stage": "distill", "student": "s", "pca": "p", "epochs": 8, "det_every": 1, "batch": 16,
+         "lr_translator": 1e-3, "wd_translator": 1e-4, "lr_student": 5e-3, "wd_student": 1e-5, "wd_head": 0.0,
+         "betas": (0.937, 0.999), "warmup_iters": 1000, "warmup_max_frac": 0.1, "warmup_start": 1e-6,
+         "lambda_det": 1.0, "lambda_dist": 20.0, "lambda_emb": 1.0, "temperature": 1.0, "emb_relative": False,
+         "imgsz": 256})
 
 
 def test_set_levers_reach_stage_2_and_the_evaluation() -> None:

@@ -56,8 +56,8 @@ class DemoConfig(Config):
     lambda_emb: float = option(RECIPE.lambda_emb, help="weight of the relational loss L_emb", ge=0)
     temperature: float = option(RECIPE.temperature, help="L_emb temperature T", gt=0)
     emb_relative: bool = option(RECIPE.emb_relative, help="L_emb temperature = T × the group's mean target distance")
-    zoom_out: list[float] = option([], help="stage 2 also trains on each image shrunk by these factors (same "
-                                   "teacher targets)", gt=0, lt=1)
+    zoom_out: list[float] = option(list(RECIPE.zoom_out), help="stage 2 also trains on each image shrunk by these "
+                                   "factors (same teacher targets; empty: none)", gt=0, lt=1)
     distill_seed: int = option(_DISTILL_SEED, help="stage-2 seed (translator init, batch order)")
     hflip: bool = option(False, help="stage 2 also trains on each image mirrored (same teacher targets)")
     pool_bins: int = option(1, help="region features: the box mean (1) or also a b×b grid of the box", ge=1, le=8)
@@ -110,10 +110,8 @@ class DemoConfig(Config):
         d: dict[str, Any] = {"epochs": self.epochs, "det_every": self.det_every, "lambda_dist": self.lambda_dist,
                              "lr_student": self.lr_student, "lambda_emb": self.lambda_emb,
                              "temperature": self.temperature, "emb_relative": self.emb_relative,
-                             "imgsz": self.stage2_imgsz}
-        # only when set: the stage key (recipe values + these) of a default run stays as it was
-        if self.zoom_out:
-            d["zoom_out"] = list(self.zoom_out)
+                             "imgsz": self.stage2_imgsz, "zoom_out": list(self.zoom_out)}
+        # only when set: the stage key (recipe values + these) of a run without them stays as it was
         if self.pool_bins != 1:
             d["pool_bins"] = self.pool_bins
         if self.hflip:
@@ -121,6 +119,13 @@ class DemoConfig(Config):
         if self.distill_seed != _DISTILL_SEED:
             d["seed"] = self.distill_seed
         return d
+
+    def distill_key(self) -> dict[str, Any]:
+        """Every stage-2 number of the distill stage's key: the recipe's, then the demo's own options over them."""
+        key = {**RECIPE.values(), **self.distill_overrides()}
+        if not key["zoom_out"]:  # runs without zoomed views keep the key they had before it was a recipe field
+            del key["zoom_out"]
+        return key
 
     def eval_overrides(self) -> dict[str, Any]:
         """The evaluation options that differ from a default demo (part of the evaluation stages' keys)."""

@@ -124,9 +124,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         return {"bundle": str(best.relative_to(work)), "best_epoch": rows[-1].get("best_epoch"),
                 "best_val_loss": rows[-1].get("best")}
 
-    # the key covers every stage-2 number: the recipe's, then the demo's own options over them
-    s_distill = stage("distill", {"student": s_student.key, "pca": s_pca.key, **RECIPE.values(),
-                                  **cfg.distill_overrides()}, distill_stage)
+    s_distill = stage("distill", {"student": s_student.key, "pca": s_pca.key, **cfg.distill_key()}, distill_stage)
     bundle = s_distill.dir / s_distill.result["bundle"]
 
     # ------------------------------------------------------------------ stage 3

@@ -76,9 +76,9 @@ class DistillConfig(Config):
     train_split: str = option("base_train", help="split to distill on")
     val_split: str = option("base_val", help="split whose first val_images images choose best/")
     val_images: int = option(200, help="size of the fixed validation subset (first N images, sorted by path)", ge=1)
-    zoom_out: list[float] = option([], help="also train on each image shrunk by these factors inside the letterbox, "
-                                   "with the same teacher targets (e.g. 0.5,0.3: close-ups and wide shots alike)",
-                                   gt=0, lt=1)
+    zoom_out: list[float] | None = option(None, help="also train on each image shrunk by these factors inside the "
+                                          "letterbox, with the same teacher targets (e.g. 0.5,0.3: close-ups and wide "
+                                          "shots alike)", gt=0, lt=1, default_text=_rt("zoom_out"))
     hflip: bool = option(False, help="also train on each image mirrored left-right, with the same teacher targets "
                          "(after zoom_out: its views are mirrored too)")
     pool_bins: int = option(1, help="region features: the box mean (1, SPEC) or also means over a b×b grid of "

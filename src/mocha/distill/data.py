@@ -142,7 +142,8 @@ def load_splits(cfg: DistillConfig, spec: Any, pca: Any) -> tuple[SplitData, Spl
     val_targets = (
         targets.load_split_targets(cfg, spec, cfg.val_split, val_records, pca, required=False) if val_records else None
     )
-    train = zoomed_views(make_split(DetectionDataset(train_records, cfg.imgsz), train_targets), list(cfg.zoom_out))
+    train = zoomed_views(make_split(DetectionDataset(train_records, cfg.imgsz), train_targets),
+                         list(cfg.zoom_out or []))
     if cfg.zoom_out:
         notes["zoom_out"] = list(cfg.zoom_out)
     if cfg.hflip:

@@ -36,6 +36,7 @@ class Recipe:
     lambda_emb: float
     temperature: float
     emb_relative: bool  # ours, not SPEC's: T × the group's mean target distance (losses.emb_loss)
+    zoom_out: tuple[float, ...]  # ours, not SPEC's: shrunk training views keeping their targets (data.zoomed_views)
 
     def values(self) -> dict[str, object]:
         """The option values (name and help left out)."""
@@ -65,6 +66,7 @@ PAPER = Recipe(
     lambda_emb=1.0,
     temperature=1.0,
     emb_relative=False,
+    zoom_out=(),
 )
 
 # Tuned on the small world (README): every epoch a detection epoch with a strong pull on the student. SPEC's
@@ -104,5 +106,5 @@ def recipe_default_text(field: str) -> str:
 
 def _fmt(v: object) -> str:
     if isinstance(v, tuple):
-        return ",".join(map(_fmt, v))
+        return ",".join(map(_fmt, v)) if v else "none"
     return f"{v:g}" if isinstance(v, float) else str(v)
