@@ -31,15 +31,22 @@ class Ablation:
     overrides: dict[str, Any] = field(default_factory=dict)
     every_method: bool = False  # a lever that changes the boxes or the learner changes every method: evaluate all
 
+    def options(self) -> dict[str, Any]:
+        """The row's `mocha demo` options: the study's base, then its lever."""
+        return {**STUDY_BASE, **self.overrides}
+
     @property
     def command(self) -> str:
         def fmt(v: Any) -> str:
             return ",".join(map(str, v)) if isinstance(v, list | tuple) else str(v).lower() if isinstance(v, bool) \
                 else f"{v:g}" if isinstance(v, float) else str(v)
 
-        return "mocha demo " + " ".join(f"{k}={fmt(v)}" for k, v in self.overrides.items()) if self.overrides \
-            else "mocha demo"
+        return " ".join(["mocha demo", *(f"{k}={fmt(v)}" for k, v in self.options().items())])
 
+
+# The defaults every row starts from: the demo's when the study began (its levers adopted since are set back, so a
+# row measures one lever against the same base).
+STUDY_BASE: dict[str, Any] = {}
 
 # In the order they run: the baseline, then the levers most likely to matter first.
 ABLATIONS: tuple[Ablation, ...] = (
@@ -124,7 +131,7 @@ def run_ablations(out: Path, rows: tuple[Ablation, ...] = ABLATIONS, base: dict[
     baseline: dict[str, Any] | None = None
     for row in rows:
         print(f"=== ablation {row.name}: {row.command}", flush=True)
-        opts = {**(base or {}), **row.overrides, "out": out, "progress": False}
+        opts = {**(base or {}), **row.options(), "out": out, "progress": False}
         if not row.every_method:
             opts["method"] = ["mocha"]
         report = run_demo(DemoConfig(**opts))
