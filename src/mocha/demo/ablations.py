@@ -60,6 +60,8 @@ ABLATIONS: tuple[Ablation, ...] = (
              {"zoom_out": [0.5], "epochs": 4}),
     Ablation("zoom-out-6ep", "the zoomed views over 6 epochs (1.5× the baseline's steps)",
              {"zoom_out": [0.5], "epochs": 6}),
+    Ablation("zoom-out-seed", "the zoomed views with the other stage-2 seed (is the gain above the noise floor?)",
+             {"zoom_out": [0.5], "distill_seed": 43}),
     Ablation("epochs-16", "distillation length: 16 epochs", {"epochs": 16}),
     Ablation("hflip", "augmented views with their teacher targets: each image also mirrored", {"hflip": True}),
     Ablation("pull-40", "stage-2 schedule: a stronger pull on the student (λ_dist 40, student lr 1e-2)",
