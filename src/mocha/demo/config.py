@@ -12,19 +12,13 @@ from mocha.data.world.textures import PHOTO_SETS, photo_set
 from mocha.distill.config import DistillConfig
 from mocha.distill.recipes import PAPER, TUNED
 from mocha.errors import ConfigError
-from mocha.evaluate.config import KINDS
+from mocha.evaluate.config import KINDS, learner_names
 
 # stage 2 runs the tuned recipe; these options are the ones the demo exposes (the rest come from the recipe)
 RECIPE = TUNED
 
 
 _DISTILL_SEED = next(f.default for f in fields(DistillConfig) if f.name == "seed")
-
-
-def _learners() -> list[str]:
-    from mocha.core.learners import list_learners
-
-    return list_learners()
 
 
 @dataclass(kw_only=True)
@@ -64,7 +58,7 @@ class DemoConfig(Config):
     method: list[str] = option(list(KINDS), help="methods evaluated (comma list of " + " | ".join(KINDS) + ")",
                                choices=list(KINDS))
     learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot",
-                          choices=_learners)
+                          choices=learner_names)
     fallback: str = option("drop", help="conditional learner, box of a class without prototypes: drop | all",
                            choices=("drop", "all"))
     episodes: int = option(100, help="episodes per shot count", ge=1)

@@ -55,7 +55,8 @@ def parse_method(token: str, defaults: dict[str, Any]) -> MethodSpec:
     return MethodSpec(kind, name=name, **{key: value})
 
 
-def _learners() -> list[str]:
+def learner_names() -> list[str]:
+    """Learner names, read lazily (the learners module imports torch; this one stays light)."""
     from mocha.core.learners import list_learners
 
     return list_learners()
@@ -79,7 +80,8 @@ class EvalConfig(Config):
                                    exists=SHIPPED_MODELS)
     bundle: Path | None = option(None, help="distilled bundle for the `mocha` method", exists=SHIPPED_BUNDLES)
     teacher: str = option("builtin", help="teacher name for `teacher` / `teacher-gt`")
-    learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot", choices=_learners)
+    learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot",
+                          choices=learner_names)
     fallback: str = option("drop", help="conditional learner, box of a class without prototypes: drop | all",
                            choices=("drop", "all"))
     split: str | None = option(None, help="split to draw episodes from (default: the dataset's)")
