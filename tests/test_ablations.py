@@ -96,21 +96,22 @@ def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypat
     rows = ablations.run_ablations(tmp_path, base={"size": "tiny"})
     assert [r["row"] for r in rows] == [a.name for a in ablations.ABLATIONS]
     assert all(c.out == tmp_path and c.size == "tiny" and c.progress is False for c in seen)
-    default = DemoConfig()
+    base = DemoConfig(**ablations.STUDY_BASE)  # every row starts from the study's base, not today's defaults
+    assert base.zoom_out == [] and base.epochs == 8
     for a, cfg in zip(ablations.ABLATIONS, seen, strict=True):
-        changed = {k for k in default.to_dict() if getattr(cfg, k) != getattr(default, k)} - {"out", "progress", "size"}
+        changed = {k for k in base.to_dict() if getattr(cfg, k) != getattr(base, k)} - {"out", "progress", "size"}
         assert changed == set(a.overrides) | (set() if a.every_method else {"method"}), a.name
         assert cfg.method == (list(KINDS) if a.every_method else ["mocha"])
     by = {r["row"]: r for r in rows}
     # stage-2 rows are scored against the baseline's teacher (40): hflip is the 8th run → mocha 28
     assert [a.name for a in ablations.ABLATIONS][7] == "hflip"
     assert by["hflip"]["mocha_1shot"] == 28.0 and by["hflip"]["of_teacher_pct"] == 70.0
-    assert by["zoom-out"]["command"] == "mocha demo zoom_out=0.5"
-    assert by["paper-schedule"]["command"] == "mocha demo det_every=4 lambda_dist=1 lr_student=0.0001"
-    assert by["baseline"]["command"] == "mocha demo" and by["baseline"]["methods"] == "all"
+    assert by["zoom-out"]["command"] == "mocha demo zoom_out=0.5 epochs=8"
+    assert by["paper-schedule"]["command"] == "mocha demo zoom_out=none epochs=8 det_every=4 lambda_dist=1 lr_student=0.0001"
+    assert by["baseline"]["command"] == "mocha demo zoom_out=none epochs=8" and by["baseline"]["methods"] == "all"
     table = ablations.markdown_table(rows).splitlines()
     assert len(table) == 2 + len(rows) and table[0].count("|") == table[1].count("|") == table[2].count("|")
-    assert table[2].startswith("| baseline | `mocha demo` | 21.0 | 26.0 | 52.5 | 11.0 | 50.0 | 10.5 |")
+    assert table[2].startswith("| baseline | `mocha demo zoom_out=none epochs=8` | 21.0 | 26.0 | 52.5 | 11.0 | 50.0 | 10.5 |")
 
 
 def test_the_study_is_a_benchmark() -> None:

@@ -34,6 +34,7 @@ def test_cli_strings_are_coerced_once(tmp_path):
     assert cfg.data == tmp_path and cfg.epochs == 5 and cfg.lr == 0.5 and cfg.shots == [1, 5]
     assert cfg.out is None and cfg.save is False
     assert ToyConfig(data=tmp_path, shots=(2, 3)).shots == [2, 3]
+    assert ToyConfig.from_kwargs(data=str(tmp_path), shots="none").shots == []  # how --help shows an empty list
     assert ToyConfig(data=tmp_path).to_dict() == {"data": str(tmp_path), "epochs": 3, "lr": 1e-3, "imgsz": 64,
                                                   "mode": "fast", "shots": [1], "out": None, "save": True}
 

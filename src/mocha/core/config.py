@@ -115,6 +115,8 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
     origin = typing.get_origin(inner)
     if origin in (list, tuple):
         (item,) = typing.get_args(inner)[:1] or (str,)
+        if isinstance(value, str) and value.strip().lower() == "none":  # how --help shows an empty list
+            value = ""
         items = [s for s in value.split(",") if s.strip()] if isinstance(value, str) else list(value)
         out = [coerce(s.strip() if isinstance(s, str) else s, item, name) for s in items]
         return out if origin is list else tuple(out)

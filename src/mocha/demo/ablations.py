@@ -38,7 +38,7 @@ class Ablation:
     @property
     def command(self) -> str:
         def fmt(v: Any) -> str:
-            return ",".join(map(str, v)) if isinstance(v, list | tuple) else str(v).lower() if isinstance(v, bool) \
+            return (",".join(map(str, v)) or "none") if isinstance(v, list | tuple) else str(v).lower() if isinstance(v, bool) \
                 else f"{v:g}" if isinstance(v, float) else str(v)
 
         return " ".join(["mocha demo", *(f"{k}={fmt(v)}" for k, v in self.options().items())])
@@ -46,7 +46,7 @@ class Ablation:
 
 # The defaults every row starts from: the demo's when the study began (its levers adopted since are set back, so a
 # row measures one lever against the same base).
-STUDY_BASE: dict[str, Any] = {}
+STUDY_BASE: dict[str, Any] = {"zoom_out": [], "epochs": 8}
 
 # In the order they run: the baseline, then the levers most likely to matter first.
 ABLATIONS: tuple[Ablation, ...] = (
