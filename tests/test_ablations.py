@@ -107,11 +107,13 @@ def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypat
     assert [a.name for a in ablations.ABLATIONS][7] == "hflip"
     assert by["hflip"]["mocha_1shot"] == 28.0 and by["hflip"]["of_teacher_pct"] == 70.0
     assert by["zoom-out"]["command"] == "mocha demo zoom_out=0.5 epochs=8"
-    assert by["paper-schedule"]["command"] == "mocha demo zoom_out=none epochs=8 det_every=4 lambda_dist=1 lr_student=0.0001"
+    assert by["paper-schedule"]["command"] == ("mocha demo zoom_out=none epochs=8 det_every=4 lambda_dist=1 "
+                                               "lr_student=0.0001")
     assert by["baseline"]["command"] == "mocha demo zoom_out=none epochs=8" and by["baseline"]["methods"] == "all"
     table = ablations.markdown_table(rows).splitlines()
     assert len(table) == 2 + len(rows) and table[0].count("|") == table[1].count("|") == table[2].count("|")
-    assert table[2].startswith("| baseline | `mocha demo zoom_out=none epochs=8` | 21.0 | 26.0 | 52.5 | 11.0 | 50.0 | 10.5 |")
+    assert table[2].startswith("| baseline | `mocha demo zoom_out=none epochs=8` | 21.0 | 26.0 | 52.5 | 11.0 | 50.0 "
+                               "| 10.5 |")
 
 
 def test_the_study_is_a_benchmark() -> None:

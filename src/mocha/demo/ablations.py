@@ -38,8 +38,9 @@ class Ablation:
     @property
     def command(self) -> str:
         def fmt(v: Any) -> str:
-            return (",".join(map(str, v)) or "none") if isinstance(v, list | tuple) else str(v).lower() if isinstance(v, bool) \
-                else f"{v:g}" if isinstance(v, float) else str(v)
+            if isinstance(v, list | tuple):
+                return ",".join(map(str, v)) or "none"
+            return str(v).lower() if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
 
         return " ".join(["mocha demo", *(f"{k}={fmt(v)}" for k, v in self.options().items())])
 
