@@ -58,6 +58,7 @@ def test_self_distillation_keeps_the_detections_while_features_move(nanodet, tmp
     best = train(cfg, student, tr, va)
     rows = [json.loads(x) for x in (best.parent / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in rows] == ["translator", "detection"] and rows[1]["loss_det"] >= 0
+    assert all(0.0 <= r["val_drift_recall"] <= 1.0 and 0.0 <= r["val_drift_mean_iou"] <= 1.0 for r in rows)
     bundle = load_bundle(best.parent / "latest")
     assert isinstance(bundle.student, NanoDetStudent) and bundle.translator.heads == 12
     before = {k: v for k, v in nanodet.state_dict().items()}

@@ -43,7 +43,7 @@ from mocha.distill.checkpoint import load_checkpoint, save_checkpoint
 from mocha.distill.config import RUNTIME_FIELDS, DistillConfig
 from mocha.distill.data import SplitData, epoch_plan, groups_of
 from mocha.distill.losses import dist_loss, emb_loss
-from mocha.distill.self_distill import OutputDistillation, resolve_det_loss
+from mocha.distill.self_distill import OutputDistillation, detection_drift, resolve_det_loss
 from mocha.errors import ConfigError, MochaError
 from mocha.models.detector import Student
 from mocha.models.pooling import region_tokens
@@ -329,7 +329,12 @@ class Trainer:
             n_batches += 1
         n_batches = max(n_batches, 1)
         d, e = tot_d / n_batches, tot_e / n_batches
-        return {"val_dist": d, "val_emb": e, "val_loss": self.cfg.lambda_dist * d + self.cfg.lambda_emb * e}
+        row = {"val_dist": d, "val_emb": e, "val_loss": self.cfg.lambda_dist * d + self.cfg.lambda_emb * e}
+        if self.self_distill is not None:  # a student without labels: how far its detections moved, per epoch
+            drift = detection_drift(self.self_distill.frozen, self.student,
+                                    [data.image(i).to(self.device) for i in range(len(data.images))])
+            row.update({f"val_drift_{k}": drift[k] for k in ("recall", "precision", "mean_iou", "mean_abs_dconf")})
+        return row
 
     # ------------------------------------------------------------------ replicas
     def _sync_buffers(self) -> None:
