@@ -69,7 +69,8 @@ def images(tmp_path_factory):
 
 def test_enroll_detect_persist_remove(bundle, images, tmp_path):
     gpath = tmp_path / "me.gallery"
-    p = Personalizer.load(bundle, gallery=gpath, conf=0.0, max_det=20, enroll_conf=0.0)
+    # support_scale=0: every support embedded as given, so a box enrolled from an image is that box's embedding
+    p = Personalizer.load(bundle, gallery=gpath, conf=0.0, max_det=20, enroll_conf=0.0, support_scale=0)
     rep = p.enroll("my mug", [images[0], images[1]], boxes=[[20, 30, 120, 150], None], coarse="mug")
     assert [s["box_source"] for s in rep.shots] == ["user", "detector"]
     assert rep.shots[0]["box"] == [20.0, 30.0, 120.0, 150.0] and rep.shots[1]["det_conf"] is not None
@@ -126,6 +127,7 @@ def test_default_enrol_votes_the_coarse_class_from_detections(bundle, tmp_path, 
     weighted by confidence. scene(1)'s best box is a 'mug' at 0.56, scene(5)'s a 'can' at 0.99: the weighted
     vote says 'can', where "the first image's class" or a plain count (a tie, first wins) would say 'mug'."""
     from mocha.cli import main
+    from mocha.data.images import zoom_out
 
     paths = []
     for seed in (1, 5):
@@ -138,7 +140,11 @@ def test_default_enrol_votes_the_coarse_class_from_detections(bundle, tmp_path, 
         lb_img, lb = letterbox(np.asarray(Image.open(path).convert("RGB")), IMGSZ)
         dets, embs = p.engine.detect(lb_img, conf=p.enroll_conf, iou=p.iou, max_det=300)
         j = int(dets[:, 4].argmax())
-        want.append((NAMES[int(dets[j, 5])], float(dets[j, 4]), lb.to_original(dets[j:j + 1, :4])[0], embs[j]))
+        emb, long_side = embs[j], float(np.max(dets[j, 2:4] - dets[j, 0:2])) / IMGSZ
+        if long_side > p.support_scale:  # a close-up: embedded from the letterbox zoomed out to support_scale
+            view, scale, off = zoom_out(lb_img, p.support_scale / long_side)
+            emb = p.engine.embed(view, dets[j:j + 1, :4] * scale + off)[0]
+        want.append((NAMES[int(dets[j, 5])], float(dets[j, 4]), lb.to_original(dets[j:j + 1, :4])[0], emb))
     assert [w[0] for w in want] == ["mug", "can"] and want[0][1] < want[1][1]  # the premise of this test
     rep = p.enroll("my mug", paths)
     assert rep.coarse == "can" and [s["box_source"] for s in rep.shots] == ["detector", "detector"]
@@ -148,8 +154,8 @@ def test_default_enrol_votes_the_coarse_class_from_detections(bundle, tmp_path, 
     rec = p.gallery.get("my mug")
     assert rec.coarse_name == "can" and rec.shots == 2 and [s.box_source for s in rec.supports] == ["detector"] * 2
     for sup, w in zip(rec.supports, want, strict=True):
-        assert np.allclose(sup.embedding, w[3], atol=1e-6)
-    assert np.allclose(rec.prototype, np.mean([w[3] for w in want], axis=0), atol=1e-6)
+        assert np.allclose(sup.embedding, w[3], atol=1e-5)
+    assert np.allclose(rec.prototype, np.mean([w[3] for w in want], axis=0), atol=1e-5)
     # a detector that finds nothing cannot pick a box: a clear error, nothing enrolled
     p.enroll_conf = 1.0
     with pytest.raises(DataError, match="s1.png: the detector found no object"):
@@ -157,7 +163,9 @@ def test_default_enrol_votes_the_coarse_class_from_detections(bundle, tmp_path, 
     assert p.gallery.names() == ["my mug"]
     p.close()
     # the README's CLI line (one image, no box): the detector's 'can', then `mocha detect` names that very box
-    main(["enroll", f"gallery={tmp_path / 'cli.gallery'}", f"bundle={bundle}", "name=my can", f"source={paths[1]}"])
+    # (support_scale=0: embedded as detected, so its similarity to itself is 1)
+    main(["enroll", f"gallery={tmp_path / 'cli.gallery'}", f"bundle={bundle}", "name=my can", f"source={paths[1]}",
+          "support_scale=0"])
     assert "detector's best box" in capsys.readouterr().out
     main(["detect", f"gallery={tmp_path / 'cli.gallery'}", f"source={paths[1]}", f"project={tmp_path}", "name=d",
           "save=false"])
@@ -261,3 +269,39 @@ def test_tune_min_similarity_picks_the_gap():
     assert table[0.0] < table[0.5] and table[0.95] < table[0.5]
     cal = fit_calibration(episodes)
     assert cal["slope"] > 0 and 0.3 < cal["center"] < 0.9
+
+
+def test_a_close_up_is_embedded_zoomed_out(bundle):
+    """A box longer than support_scale of the input is embedded from the zoomed-out letterbox (the same pixels,
+    shrunk and centred), a smaller one as given; support_scale=0 embeds every box as given."""
+    from mocha.data.images import zoom_out
+
+    img = scene(7)
+    h, w = img.shape[:2]
+    lb_img, lb = letterbox(img, IMGSZ)
+    close, small = np.array([0, 0, w, h], np.float32), np.array([10, 10, 60, 50], np.float32)
+    p = Personalizer.load(bundle, support_scale=0.3)
+    rep = p.enroll("close", img, boxes=[close.tolist()], coarse="mug")
+    zoom = rep.shots[0]["zoom"]
+    assert zoom == pytest.approx(0.3, abs=0.01) and "embedded zoomed out ×0.30" in rep.lines()[1]
+    view, scale, off = zoom_out(lb_img, 0.3)
+    assert view.shape == lb_img.shape and (view[0, 0] == 114).all()
+    want = p.engine.embed(view, lb.to_letterbox(close[None]) * scale + off)[0]
+    assert np.allclose(p.gallery.instances(supports=True)[0].supports[0].embedding, want, atol=1e-5)
+    assert not np.allclose(want, p.engine.embed(lb_img, lb.to_letterbox(close[None]))[0], atol=1e-3)
+    assert p.enroll("small", img, boxes=[small.tolist()], coarse="mug").shots[0]["zoom"] == 1.0
+    as_given = Personalizer.load(bundle, support_scale=0).enroll("close", img, boxes=[close.tolist()], coarse="mug")
+    assert as_given.shots[0]["zoom"] == 1.0
+    with pytest.raises(ConfigError, match="support_scale=2"):
+        Personalizer.load(bundle, support_scale=2)
+
+
+def test_zoom_out_maps_boxes_with_the_pixels():
+    from mocha.data.images import zoom_out
+
+    img = np.full((128, 128, 3), 114, np.uint8)
+    img[32:96, 16:48] = (255, 0, 0)
+    view, scale, off = zoom_out(img, 0.5)
+    x1, y1, x2, y2 = (np.array([16, 32, 48, 96]) * scale + off).astype(int)
+    assert (view[y1 + 1:y2 - 1, x1 + 1:x2 - 1] == (255, 0, 0)).all()
+    assert (view[:, : x1 - 1] == 114).all() and (view[: y1 - 1] == 114).all()

@@ -132,6 +132,23 @@ def letterbox(img: np.ndarray, size: int = 640) -> tuple[np.ndarray, Letterbox]:
     return out, Letterbox(scale=scale, pad_x=float(px), pad_y=float(py), orig_w=w, orig_h=h, size=size)
 
 
+def zoom_geometry(size: int, factor: float) -> tuple[int, int, float]:
+    """Side, offset and scale of a `size`-square image shrunk by `factor` and centred: a box maps to box·scale + off."""
+    side = max(32, int(round(size * factor)))
+    return side, (size - side) // 2, side / size
+
+
+def zoom_out(img: np.ndarray, factor: float) -> tuple[np.ndarray, float, int]:
+    """A square (letterboxed) image shrunk by `factor` and centred on grey, the same size; returns it, scale, offset."""
+    import cv2
+
+    size = img.shape[0]
+    side, off, scale = zoom_geometry(size, factor)
+    out = np.full_like(img, PAD_VALUE)
+    out[off : off + side, off : off + side] = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    return out, scale, off
+
+
 def norm_cxcywh_to_xyxy(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
     """Normalized cx,cy,w,h (n,4) → pixel x1,y1,x2,y2 in a w × h image."""
     b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

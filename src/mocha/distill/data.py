@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mocha.data.images import zoom_geometry
 from mocha.data.loader import DetectionDataset
 from mocha.distill.config import DistillConfig
 from mocha.errors import ConfigError
@@ -93,9 +94,7 @@ def zoomed_views(split: SplitData, factors: list[float]) -> SplitData:
         list(split.images)
     size = split.dataset.imgsz
     for f in factors:
-        side = max(32, int(round(size * f)))
-        off = (size - side) // 2
-        scale = side / size
+        side, off, scale = zoom_geometry(size, f)
         for i in split.with_regions:
             small = F.interpolate(split.images[i][None].float(), size=(side, side), mode="area")[0]
             canvas = torch.full((3, size, size), 114.0)

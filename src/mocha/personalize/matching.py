@@ -22,6 +22,10 @@ DEFAULT_CALIBRATION = {"slope": 5.23, "center": 0.707}
 # (1-shot strict mAP50-95, 20 episodes of the demo world's personal split, the demo bundle; docs/personalize.md):
 # inf (the SPEC's filter) 15.5, 0.5 17.6, 0.3 19.3, 0.2 19.4, 0.1 18.4, 0.05 17.5, 0 16.3.
 DEFAULT_COARSE_PENALTY = 0.2
+# Enrolment: a support box longer than this fraction of the input side is embedded zoomed out to it (close-ups;
+# docs/personalize.md, *Close-ups*): the whole of opencv-doc box.png ranks last of 8 proposals in box_in_scene.png
+# as given and first at 0.5 (as at 0.4, 0.3, 0.2; not at 0.7).
+DEFAULT_SUPPORT_SCALE = 0.3
 
 
 def coarse_penalty_option() -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from mocha.data.images import letterbox
+from mocha.data.images import letterbox, zoom_out
 from mocha.errors import ConfigError, DataError
 from mocha.personalize.boxes import box_list, check_box, iou_one
 from mocha.personalize.engine import load_engine
@@ -35,6 +35,7 @@ from mocha.personalize.matching import (
     DEFAULT_CALIBRATION,
     DEFAULT_COARSE_PENALTY,
     DEFAULT_MIN_SIMILARITY,
+    DEFAULT_SUPPORT_SCALE,
     calibrated,
     identify,
     prior_similarities,
@@ -56,7 +57,8 @@ class EnrollReport:
         out = [f"enrolled {self.name!r} ({self.coarse}) with {len(self.shots)} shot(s):"]
         for s in self.shots:
             how = "your box" if s["box_source"] == "user" else f"detector's best box (conf {s['det_conf']:.2f})"
-            out.append(f"  {s['source']}: {how} {[round(v, 1) for v in s['box']]}")
+            zoom = f", embedded zoomed out ×{s['zoom']:.2f}" if s.get("zoom", 1.0) < 1.0 else ""
+            out.append(f"  {s['source']}: {how} {[round(v, 1) for v in s['box']]}{zoom}")
         return out
 
 
@@ -74,6 +76,7 @@ class Personalizer:
         iou: float = 0.6,
         max_det: int = 300,
         enroll_conf: float = 0.05,
+        support_scale: float = DEFAULT_SUPPORT_SCALE,
     ) -> None:
         from mocha.core.learners import ConditionalLearner
 
@@ -97,6 +100,9 @@ class Personalizer:
             raise ConfigError(f"coarse_penalty={coarse_penalty}: must be >= 0 (inf = only the box's own class)")
         self.calibration = dict(setting("calibration", None, None) or DEFAULT_CALIBRATION)
         self.conf, self.iou, self.max_det, self.enroll_conf = float(conf), float(iou), int(max_det), float(enroll_conf)
+        if not 0 <= support_scale <= 1:
+            raise ConfigError(f"support_scale={support_scale}: must be in [0, 1] (0 = embed supports as given)")
+        self.support_scale = float(support_scale)
         self.learner = ConditionalLearner(fallback="drop")
         self._ids: dict[str, int] = {}  # instance name → the gallery's instance id
         for rec in gallery.instances(supports=True):
@@ -120,7 +126,7 @@ class Personalizer:
 
         With an existing gallery the bundle may be omitted (the gallery records its path); a new gallery without
         one uses the shipped `coco` bundle (NanoDet-g, COCO-80; `bundle="coco"` by name); with no gallery it
-        lives in memory. Keywords: min_similarity, coarse_penalty, conf, iou, max_det, enroll_conf.
+        lives in memory. Keywords: min_similarity, coarse_penalty, conf, iou, max_det, enroll_conf, support_scale.
         """
         g = None
         if gallery is not None and str(gallery) != ":memory:" and Path(gallery).exists():
@@ -229,9 +235,9 @@ class Personalizer:
             dets, embs = self.engine.detect(lb_img, conf=self.enroll_conf, iou=self.iou, max_det=300)
             if box is not None:
                 b = check_box(box, w, h, source)
-                emb = self.engine.embed(lb_img, lb.to_letterbox(b[None]))[0]
+                emb, zoom = self._support_embedding(lb_img, lb.to_letterbox(b[None])[0])
                 shot = {"source": source, "sha256": sha, "box": b.tolist(), "box_source": "user", "det_conf": None,
-                        "embedding": emb}
+                        "zoom": zoom, "embedding": emb}
                 if len(dets):  # the coarse class of the detection that best overlaps the user's box
                     ious = iou_one(lb.to_letterbox(b[None])[0], dets[:, :4])
                     j = int(ious.argmax())
@@ -246,8 +252,9 @@ class Personalizer:
                 j = int(cand[np.argmax(dets[cand, 4])])
                 b = lb.to_original(dets[j, :4][None])[0]
                 votes[int(dets[j, 5])] += float(dets[j, 4])
+                emb, zoom = self._support_embedding(lb_img, dets[j, :4], embs[j])
                 shot = {"source": source, "sha256": sha, "box": b.tolist(), "box_source": "detector",
-                        "det_conf": float(dets[j, 4]), "embedding": embs[j]}
+                        "det_conf": float(dets[j, 4]), "zoom": zoom, "embedding": emb}
             shots.append(shot)
         if want is None:
             if not votes.any():
@@ -261,6 +268,19 @@ class Personalizer:
         self._ids[name] = next(r.id for r in self.gallery.instances() if r.name == name)
         self._protos = self._by_id = None
         return EnrollReport(name, self.names[want], [{k: v for k, v in s.items() if k != "embedding"} for s in shots])
+
+    def _support_embedding(self, lb_img: np.ndarray, lb_box: np.ndarray,
+                           emb: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """The support's embedding and the zoom it was taken at. A box longer than `support_scale` of the input
+        side (a close-up: the object fills the photo) is embedded from the letterboxed image shrunk until the box
+        spans `support_scale`: pooled student features of a frame-filling box are far from those of the same
+        object inside a scene (docs/personalize.md, *Close-ups*). `emb`: the embedding at zoom 1, if known."""
+        frac = float(np.max(lb_box[2:4] - lb_box[0:2])) / lb_img.shape[0]
+        if self.support_scale <= 0 or frac <= self.support_scale:
+            return (emb if emb is not None else self.engine.embed(lb_img, lb_box[None])[0]), 1.0
+        zoom = self.support_scale / frac
+        view, scale, off = zoom_out(lb_img, zoom)
+        return self.engine.embed(view, (np.asarray(lb_box, np.float32) * scale + off)[None])[0], round(scale, 4)
 
     # ------------------------------------------------------------------ detection
     def _prototypes(self) -> np.ndarray:

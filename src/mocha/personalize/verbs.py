@@ -11,7 +11,7 @@ from typing import Any
 
 from mocha.core.config import Config, option
 from mocha.errors import ConfigError
-from mocha.personalize.matching import coarse_penalty_option
+from mocha.personalize.matching import DEFAULT_SUPPORT_SCALE, coarse_penalty_option
 from mocha.resources import SHIPPED_BUNDLES
 
 
@@ -33,6 +33,8 @@ class EnrollConfig(Config):
                                  exists=SHIPPED_BUNDLES, default_text="the gallery's; coco for a new one")
     append: bool = option(False, help="add shots to an already enrolled instance")
     conf: float = option(0.05, help="detector confidence for choosing/classifying boxes", ge=0, le=1)
+    support_scale: float = option(DEFAULT_SUPPORT_SCALE, help="a box longer than this fraction of the input side "
+                                  "(a close-up) is embedded zoomed out to it; 0 = as given", ge=0, le=1)
     device: str = option("", help="'' = CUDA if present else cpu")
 
     def validate(self) -> None:
@@ -48,7 +50,8 @@ def enroll(cfg: EnrollConfig) -> Any:
     from mocha.personalize.personalizer import Personalizer
 
     boxes = parse_boxes(cfg.box, len(cfg.source))
-    with Personalizer.load(cfg.bundle, cfg.gallery, device=cfg.device or None, enroll_conf=cfg.conf) as p:
+    with Personalizer.load(cfg.bundle, cfg.gallery, device=cfg.device or None, enroll_conf=cfg.conf,
+                           support_scale=cfg.support_scale) as p:
         report = p.enroll(cfg.name, cfg.source, boxes=boxes, coarse=cfg.coarse, append=cfg.append)
         print("\n".join(report.lines()))
         print(f"{cfg.gallery}: {len(p.gallery)} instance(s)")
