@@ -106,14 +106,15 @@ def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypat
     # stage-2 rows are scored against the baseline's teacher (40): hflip is the 8th run → mocha 28
     assert [a.name for a in ablations.ABLATIONS][7] == "hflip"
     assert by["hflip"]["mocha_1shot"] == 28.0 and by["hflip"]["of_teacher_pct"] == 70.0
-    assert by["zoom-out"]["command"] == "mocha demo zoom_out=0.5 epochs=8"
-    assert by["paper-schedule"]["command"] == ("mocha demo zoom_out=none epochs=8 det_every=4 lambda_dist=1 "
-                                               "lr_student=0.0001")
-    assert by["baseline"]["command"] == "mocha demo zoom_out=none epochs=8" and by["baseline"]["methods"] == "all"
+    assert by["zoom-out"]["command"] == "mocha demo pretrain_epochs=60 zoom_out=0.5 epochs=8"
+    assert by["paper-schedule"]["command"] == ("mocha demo pretrain_epochs=60 zoom_out=none epochs=8 det_every=4 "
+                                               "lambda_dist=1 lr_student=0.0001")
+    assert by["baseline"]["command"] == "mocha demo pretrain_epochs=60 zoom_out=none epochs=8"
+    assert by["baseline"]["methods"] == "all"
     table = ablations.markdown_table(rows).splitlines()
     assert len(table) == 2 + len(rows) and table[0].count("|") == table[1].count("|") == table[2].count("|")
-    assert table[2].startswith("| baseline | `mocha demo zoom_out=none epochs=8` | 21.0 | 26.0 | 52.5 | 11.0 | 50.0 "
-                               "| 10.5 |")
+    assert table[2].startswith("| baseline | `mocha demo pretrain_epochs=60 zoom_out=none epochs=8` | 21.0 | 26.0 "
+                               "| 52.5 | 11.0 | 50.0 | 10.5 |")
 
 
 def test_the_study_is_a_benchmark() -> None:
@@ -132,3 +133,14 @@ def test_mirror_invariance_is_measured_on_real_crops(tmp_path: Path) -> None:
     # a mirrored crop is far closer to its crop than other instances are
     assert m["mirror_cos_mean"] > m["other_instance_cos"]
     assert m["mirror_cos_min"] < 0.9999  # the crops were mirrored: not the same pixels
+
+
+def test_a_quick_base_wins_over_the_study_base_but_not_over_the_lever(tmp_path: Path, monkeypatch) -> None:
+    """`mocha bench ablations quick=true` trains stage 1 for 1 epoch on the tiny world, not the study's 60."""
+    import mocha.demo.run as demo_run
+
+    seen: list[DemoConfig] = []
+    monkeypatch.setattr(demo_run, "run_demo", lambda cfg: seen.append(cfg) or _report(20.0, teacher=40.0))
+    rows = tuple(a for a in ablations.ABLATIONS if a.name in ("baseline", "zoom-out"))
+    ablations.run_ablations(tmp_path, rows=rows, base={"size": "tiny", "pretrain_epochs": 1, "zoom_out": [0.3]})
+    assert [c.pretrain_epochs for c in seen] == [1, 1] and [c.zoom_out for c in seen] == [[0.3], [0.5]]

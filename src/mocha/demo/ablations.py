@@ -134,7 +134,8 @@ def run_ablations(out: Path, rows: tuple[Ablation, ...] = ABLATIONS, base: dict[
     baseline: dict[str, Any] | None = None
     for row in rows:
         print(f"=== ablation {row.name}: {row.command}", flush=True)
-        opts = {**(base or {}), **row.options(), "out": out, "progress": False}
+        # the study's base, then the caller's (a quick run's tiny world and 1-epoch stage 1), then the lever
+        opts = {**STUDY_BASE, **(base or {}), **row.overrides, "out": out, "progress": False}
         if not row.every_method:
             opts["method"] = ["mocha"]
         report = run_demo(DemoConfig(**opts))
