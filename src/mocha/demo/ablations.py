@@ -31,9 +31,9 @@ class Ablation:
     overrides: dict[str, Any] = field(default_factory=dict)
     every_method: bool = False  # a lever that changes the boxes or the learner changes every method: evaluate all
 
-    def options(self) -> dict[str, Any]:
-        """The row's `mocha demo` options: the study's base, then its lever."""
-        return {**STUDY_BASE, **self.overrides}
+    def options(self, base: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The row's `mocha demo` options: the study's base, then `base` (a quick run's tiny world), then its lever."""
+        return {**STUDY_BASE, **(base or {}), **self.overrides}
 
     @property
     def command(self) -> str:
@@ -134,8 +134,7 @@ def run_ablations(out: Path, rows: tuple[Ablation, ...] = ABLATIONS, base: dict[
     baseline: dict[str, Any] | None = None
     for row in rows:
         print(f"=== ablation {row.name}: {row.command}", flush=True)
-        # the study's base, then the caller's (a quick run's tiny world and 1-epoch stage 1), then the lever
-        opts = {**STUDY_BASE, **(base or {}), **row.overrides, "out": out, "progress": False}
+        opts = {**row.options(base), "out": out, "progress": False}
         if not row.every_method:
             opts["method"] = ["mocha"]
         report = run_demo(DemoConfig(**opts))

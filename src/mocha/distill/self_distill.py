@@ -68,6 +68,11 @@ def output_loss(cls_s: Tensor, box_s: Tensor, cls_t: Tensor, box_t: Tensor) -> T
 
 
 @torch.no_grad()
+def detections(model: Any, images: list[Tensor], conf: float = 0.35) -> list[Tensor]:
+    """Per letterboxed image, the model's (n, 6) detections (xyxy, conf, cls) at confidence ≥ `conf`."""
+    return [model.detect(img.unsqueeze(0), conf=conf)[0][0] for img in images]
+
+
 def detection_drift(original: Any, tuned: Any, images: list[Tensor], conf: float = 0.35,
                     iou: float = 0.5) -> dict[str, float]:
     """How far a fine-tuned student's detections moved from the original's on the same letterboxed images.
@@ -76,15 +81,17 @@ def detection_drift(original: Any, tuned: Any, images: list[Tensor], conf: float
     fraction of originals found again at IoU ≥ `iou` with the same class (`recall`), the fraction of tuned
     detections that match an original (`precision`), their mean IoU and mean |Δconf| over matches.
     """
+    return drift_between(detections(original, images, conf), detections(tuned, images, conf), iou)
+
+
+def drift_between(originals: list[Tensor], tuned: list[Tensor], iou: float = 0.5) -> dict[str, float]:
+    """`detection_drift` on detections already computed (per image, the same order in both lists)."""
     from torchvision.ops import box_iou
 
     found = total_o = total_t = 0
     ious: list[float] = []
     dconf: list[float] = []
-    for img in images:
-        batch = img.unsqueeze(0)
-        (d_o,), _ = original.detect(batch, conf=conf)
-        (d_t,), _ = tuned.detect(batch, conf=conf)
+    for d_o, d_t in zip(originals, tuned, strict=True):
         total_o += len(d_o)
         total_t += len(d_t)
         if not len(d_o) or not len(d_t):
@@ -103,7 +110,7 @@ def detection_drift(original: Any, tuned: Any, images: list[Tensor], conf: float
                 ious.append(float(row[j]))
                 dconf.append(abs(float(d_o[i, 4] - d_t[j, 4])))
     return {
-        "images": len(images),
+        "images": len(originals),
         "original_detections": total_o,
         "tuned_detections": total_t,
         "recall": found / total_o if total_o else 1.0,

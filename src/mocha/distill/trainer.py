@@ -43,7 +43,7 @@ from mocha.distill.checkpoint import load_checkpoint, save_checkpoint
 from mocha.distill.config import RUNTIME_FIELDS, DistillConfig
 from mocha.distill.data import SplitData, epoch_plan, groups_of
 from mocha.distill.losses import dist_loss, emb_loss
-from mocha.distill.self_distill import OutputDistillation, detection_drift, resolve_det_loss
+from mocha.distill.self_distill import OutputDistillation, detections, drift_between, resolve_det_loss
 from mocha.errors import ConfigError, MochaError
 from mocha.models.detector import Student
 from mocha.models.pooling import region_tokens
@@ -87,6 +87,7 @@ class Trainer:
         # L_det: the student's own loss on labelled boxes, or its frozen outputs (the student as it is now)
         det_loss = resolve_det_loss(cfg.det_loss, student) if cfg.det_every else None
         self.self_distill = OutputDistillation(student).to(self.device) if det_loss == "self" else None
+        self._val_original: list[Tensor] | None = None  # the frozen model's validation detections (drift)
         if self.translator.out_dim != d_t:
             raise ConfigError(f"translator output {self.translator.out_dim} != target dim {d_t}")
         groups = schedule.param_groups(
@@ -331,8 +332,10 @@ class Trainer:
         d, e = tot_d / n_batches, tot_e / n_batches
         row = {"val_dist": d, "val_emb": e, "val_loss": self.cfg.lambda_dist * d + self.cfg.lambda_emb * e}
         if self.self_distill is not None:  # a student without labels: how far its detections moved, per epoch
-            drift = detection_drift(self.self_distill.frozen, self.student,
-                                    [data.image(i).to(self.device) for i in range(len(data.images))])
+            images = [data.image(i).to(self.device) for i in range(len(data.images))]
+            if self._val_original is None:  # the frozen model's detections do not change: computed once
+                self._val_original = detections(self.self_distill.frozen, images)
+            drift = drift_between(self._val_original, detections(self.student, images))
             row.update({f"val_drift_{k}": drift[k] for k in ("recall", "precision", "mean_iou", "mean_abs_dconf")})
         return row
 

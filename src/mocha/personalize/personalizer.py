@@ -235,11 +235,12 @@ class Personalizer:
             dets, embs = self.engine.detect(lb_img, conf=self.enroll_conf, iou=self.iou, max_det=300)
             if box is not None:
                 b = check_box(box, w, h, source)
-                emb, zoom = self._support_embedding(lb_img, lb.to_letterbox(b[None])[0])
+                lb_box = lb.to_letterbox(b[None])[0]
+                emb, zoom = self._support_embedding(lb_img, lb_box)
                 shot = {"source": source, "sha256": sha, "box": b.tolist(), "box_source": "user", "det_conf": None,
                         "zoom": zoom, "embedding": emb}
                 if len(dets):  # the coarse class of the detection that best overlaps the user's box
-                    ious = iou_one(lb.to_letterbox(b[None])[0], dets[:, :4])
+                    ious = iou_one(lb_box, dets[:, :4])
                     j = int(ious.argmax())
                     if ious[j] >= 0.3:
                         votes[int(dets[j, 5])] += float(dets[j, 4]) * ious[j]
