@@ -23,8 +23,9 @@ DEFAULT_CALIBRATION = {"slope": 5.23, "center": 0.707}
 # inf (the SPEC's filter) 15.5, 0.5 17.6, 0.3 19.3, 0.2 19.4, 0.1 18.4, 0.05 17.5, 0 16.3.
 DEFAULT_COARSE_PENALTY = 0.2
 # Enrolment: a support box longer than this fraction of the input side is embedded zoomed out to it (close-ups;
-# docs/personalize.md, *Close-ups*). Chosen on mochaworld close-up crops (top-1: as given 20.0 %, 0.5 26.0 %,
-# 0.3 31.0 %); opencv-doc box.png ranks last of 8 proposals in box_in_scene.png as given, first at 0.5–0.2.
+# docs/personalize.md, *Close-ups*). Chosen on mochaworld close-up crops (scripts/closeup_enrolment.py, top-1:
+# as given 29.1 %, 0.5 40.1 %, 0.3 43.4 %); opencv-doc box.png ranks last of 8 in box_in_scene.png as given,
+# first at 0.5–0.2.
 DEFAULT_SUPPORT_SCALE = 0.3
 
 
