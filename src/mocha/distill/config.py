@@ -16,6 +16,10 @@ from mocha.resources import SHIPPED_STUDENTS
 # L_det of detection epochs (mocha.distill.self_distill.resolve_det_loss)
 DET_LOSSES = ("auto", "labels", "self")
 
+# How the translator starts (mocha.distill.ridge), and the ridge penalties tried (on standardised features)
+TRANSLATOR_INITS = ("random", "ridge")
+RIDGE_ALPHAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+
 # Options that may differ when resuming: they do not change the weights (kept out of the bundle's config).
 RUNTIME_FIELDS = frozenset({"resume", "exist_ok", "device", "progress", "tensorboard", "extract_missing", "teacher"})
 
@@ -43,7 +47,8 @@ class DistillConfig(Config):
     recipe: str = option(DEFAULT_RECIPE, help="named schedule: " + " | ".join(list_recipes()),
                          choices=list_recipes())
     # --- recipe-governed (None = the recipe's value)
-    epochs: int | None = option(None, help="epochs (SPEC: 50, or 20 from an already-distilled student)", ge=1,
+    epochs: int | None = option(None, help="epochs (SPEC: 50, or 20 from an already-distilled student; 0 with "
+                                "translator_init=ridge: the closed-form translator alone)", ge=0,
                                 default_text=_rt("epochs"))
     det_every: int | None = option(None, help="every N-th epoch trains the whole student with L_det (0 = never)",
                                    ge=0, default_text=_rt("det_every"))
@@ -88,6 +93,11 @@ class DistillConfig(Config):
     det_loss: str = option("auto", help="L_det of detection epochs: labels (the student's own loss on the boxes) | "
                            "self (distil its frozen outputs, keeping its detections) | auto (labels when the student "
                            "has that loss, else self)", choices=DET_LOSSES)
+    translator_init: str = option("random", help="translator start: random (SPEC) | ridge (closed-form ridge "
+                                  "regression from the frozen student's region features to the targets; "
+                                  "mocha.distill.ridge)", choices=TRANSLATOR_INITS)
+    ridge_alpha: list[float] = option(list(RIDGE_ALPHAS), help="ridge penalties tried by translator_init=ridge "
+                                      "(standardised features); the lowest validation L_dist wins", gt=0)
     emb_group: int = option(0, help="images per L_emb group; 0 = the per-process batch", ge=0)
     seed: int = option(42, help="random seed")
     # --- run folder
@@ -125,6 +135,9 @@ class DistillConfig(Config):
         super().validate()
         if self.betas is not None and len(self.betas) != 2:
             raise ConfigError(f"betas={','.join(map(str, self.betas))}: expected two numbers (beta1,beta2)")
+        if self.epochs == 0 and self.translator_init != "ridge":
+            raise ConfigError("epochs=0: nothing would be trained; give epochs >= 1, or translator_init=ridge for "
+                              "the closed-form translator alone")
         if self.resume and self.exist_ok:
             raise ConfigError("exist_ok=true: conflicts with resume=true (start over or continue, not both)")
 

@@ -43,6 +43,7 @@ from mocha.distill.checkpoint import load_checkpoint, save_checkpoint
 from mocha.distill.config import RUNTIME_FIELDS, DistillConfig
 from mocha.distill.data import SplitData, epoch_plan, groups_of
 from mocha.distill.losses import dist_loss, emb_loss
+from mocha.distill.ridge import fit_ridge, load_ridge
 from mocha.distill.self_distill import OutputDistillation, detections, drift_between, resolve_det_loss
 from mocha.errors import ConfigError, MochaError
 from mocha.models.detector import Student
@@ -387,6 +388,35 @@ class Trainer:
             self.writer.add_scalar(f"{prefix}/loss_{name}", v, it)
         self.writer.add_scalar(f"{prefix}/lr_translator", lr, it)
 
+    # ------------------------------------------------------------------ closed-form start
+    def _regions(self, key: str, data: SplitData, share: bool) -> tuple[Tensor, Tensor]:
+        """(box-mean features of the frozen student, targets) of every region of `data`, on the CPU."""
+        idx = data.with_regions
+        feats = self._features(key, data, idx, share=share)
+        x = torch.cat([feats[i] for i in idx])[:, : self.translator.in_dim]
+        return x.cpu(), torch.cat([data.targets[i] for i in idx]).cpu()
+
+    def ridge_start(self) -> dict[str, Any]:
+        """translator_init=ridge: the translator becomes the ridge fit (every rank fits the same tables); rank 0
+        validates it as epoch 0, saves it as `best/` and `latest/`, and logs it."""
+        x, y = self._regions("train", self.train_data, share=True)
+        xv, yv = self._regions("val", self.val_data, share=False)
+        fit = fit_ridge(x, y, xv, yv, tuple(self.cfg.ridge_alpha))
+        load_ridge(self.translator, fit)
+        self.state["ridge_alpha"] = fit.alpha
+        row: dict[str, Any] = {"epoch": 0, "kind": "ridge", "iterations": 0, "ridge_alpha": fit.alpha,
+                               "ridge_val_dist": {f"{a:g}": v for a, v in fit.val_dist.items()}}
+        if self.dist.is_main:
+            row.update(self.validate())
+            self.state["best"], self.state["best_epoch"] = row["val_loss"], 0
+            row.update(best=self.state["best"], best_epoch=0, skipped=0)
+            self.save("latest", with_state=True)
+            self.save("best", with_state=False)
+            rundir.append_metrics(self.run_dir, row)
+            log.info("ridge start: alpha %g, %s", fit.alpha, row)
+        self.dist.barrier()
+        return row
+
     # ------------------------------------------------------------------ main loop
     def fit(self) -> Path:
         """Train epochs state.epoch+1 .. cfg.epochs; returns the `best/` bundle path."""
@@ -399,6 +429,10 @@ class Trainer:
 
                 self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state["iteration"] + 1)
         try:
+            if cfg.translator_init == "ridge" and "ridge_alpha" not in self.state:  # not again on resume
+                row0 = self.ridge_start()
+                if self.callback is not None:
+                    self.callback(0, row0)
             for epoch in range(self.state["epoch"] + 1, cfg.epochs + 1):
                 row = self.run_epoch(epoch)
                 row["replica_diff"] = self.replica_diff()
