@@ -33,6 +33,8 @@ def test_demo_tiny_interrupted_resumed_then_cached(tmp_path, capsys, monkeypatch
         return real(config)
 
     monkeypatch.setattr(episodic, "evaluate", interrupted_on_heldout)
+    # stage 1 in two legs, the second continuing the first (as a shipped student with "continues" is made)
+    monkeypatch.setattr("mocha.demo.run.stage1_legs", lambda *a, **k: [1, 1])
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 130 and not (tmp_path / "report.json").exists()
@@ -56,7 +58,9 @@ def test_demo_tiny_interrupted_resumed_then_cached(tmp_path, capsys, monkeypatch
     hw, w = report["heldout_world"], report["world"]
     assert hw["seed"] == 1 and w["seed"] == 0 and hw["splits"] == ["personal"]
     assert hw["photos"] and not set(hw["photos"]) & set(w["photos"])
-    assert report["pca"]["dim"] == 8 and report["student"]["source"].startswith("mocha pretrain")
+    assert report["pca"]["dim"] == 8 and report["student"]["source"] == "mocha pretrain (1 ep + 1 ep)"
+    leg2 = json.loads(next(tmp_path.glob("stages/student-*/pretrain-2/pretrain.json")).read_text())
+    assert leg2["config"]["model"].endswith("pretrain/student.safetensors") and leg2["config"]["epochs"] == 1
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# mocha demo report") and "| 1 | mocha |" in md and "Neural-collapse probe" in md
     assert "## Held-out world" in md and f"seed {hw['seed']}" in md
@@ -85,9 +89,29 @@ def test_demo_refuses_bad_shots_and_a_tampered_shipped_student(tmp_path):
 
 def test_the_default_worlds_student_is_shipped_and_verifies():
     from mocha.demo.config import DemoConfig
-    from mocha.demo.shipped import shipped_student
+    from mocha.demo.shipped import shipped_student, stage1_legs
 
     cfg = DemoConfig()
     shipped = shipped_student(cfg.size, cfg.seed, cfg.imgsz, cfg.pretrain_epochs)
     assert shipped is not None and shipped.path.stat().st_size > 1_000_000  # the real weights, hash-checked
-    assert f"epochs={cfg.pretrain_epochs}" in shipped.command
+    legs = stage1_legs(cfg.size, cfg.seed, cfg.imgsz, cfg.pretrain_epochs)
+    assert sum(legs) == cfg.pretrain_epochs and [f"epochs={e}" in shipped.command for e in legs] == [True] * len(legs)
+    assert shipped.command.count("mocha pretrain") == len(legs)
+
+
+def test_stage1_legs_follow_the_continues_chain(tmp_path):
+    from mocha.demo.shipped import stage1_legs
+    from mocha.errors import ConfigError
+
+    def meta(epochs, **kw):
+        (tmp_path / f"student-small-s0-256px-{epochs}ep.json").write_text(json.dumps({"sha256": "0", **kw}))
+
+    meta(100)
+    meta(150, continues=100)
+    meta(180, continues=150)
+    assert stage1_legs("small", 0, 256, 180, assets=tmp_path) == [100, 50, 30]
+    assert stage1_legs("small", 0, 256, 150, assets=tmp_path) == [100, 50]
+    assert stage1_legs("small", 0, 256, 77, assets=tmp_path) == [77]  # nothing shipped: from scratch
+    meta(90, continues=120)
+    with pytest.raises(ConfigError, match="continues=120"):
+        stage1_legs("small", 0, 256, 90, assets=tmp_path)

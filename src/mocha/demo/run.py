@@ -19,7 +19,7 @@ from typing import Any
 
 from mocha.data.world.textures import photo_set
 from mocha.demo.config import RECIPE, DemoConfig
-from mocha.demo.shipped import shipped_student
+from mocha.demo.shipped import shipped_student, stage1_legs
 from mocha.demo.stages import StageResult, run_stage
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, write_json, write_text
@@ -77,10 +77,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         def pretrain_stage(work: Path) -> dict[str, Any]:
             from mocha.student.pretrain import PretrainConfig, pretrain, read_metrics
 
-            student = pretrain(PretrainConfig(data=data, epochs=cfg.pretrain_epochs, imgsz=cfg.imgsz, project=work,
-                                              name="pretrain"))
-            m = read_metrics(work / "pretrain")["metrics"]
-            return {"student": str(student.relative_to(work)), "source": f"mocha pretrain ({cfg.pretrain_epochs} ep)",
+            legs = stage1_legs(cfg.size, cfg.seed, cfg.imgsz, cfg.pretrain_epochs)
+            model, name = "yolov8n", "pretrain"
+            for i, epochs in enumerate(legs):  # each leg continues the student of the one before
+                name = "pretrain" if i == 0 else f"pretrain-{i + 1}"
+                student = pretrain(PretrainConfig(data=data, model=model, epochs=epochs, imgsz=cfg.imgsz,
+                                                  project=work, name=name))
+                model = str(student)
+            m = read_metrics(work / name)["metrics"]
+            how = " + ".join(f"{e} ep" for e in legs)
+            return {"student": str(student.relative_to(work)), "source": f"mocha pretrain ({how})",
                     "metrics": {"map50": m.get("metrics/mAP50(B)", 0.0), "map50_95": m.get("metrics/mAP50-95(B)", 0.0)}}
 
         s_student = stage("student", {"world": s_world.key, "epochs": cfg.pretrain_epochs, "imgsz": cfg.imgsz},

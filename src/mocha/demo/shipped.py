@@ -27,13 +27,30 @@ class ShippedStudent:
     world_yaml_sha256: str = ""
 
 
+def _meta_path(size: str, seed: int, imgsz: int, epochs: int, assets: Path | None) -> Path:
+    assets = students_dir() if assets is None else Path(assets)
+    return assets / f"student-{size}-s{seed}-{imgsz}px-{epochs}ep.json"
+
+
+def stage1_legs(size: str, seed: int, imgsz: int, epochs: int, assets: Path | None = None) -> list[int]:
+    """The `mocha pretrain` runs that make the `epochs`-epoch student, each continuing the one before: [epochs]
+    from scratch, unless the shipped student of that length was trained on from a shorter one (its `.json`
+    says `"continues": <epochs>`), as `mocha demo --fresh` must then do too."""
+    meta_path = _meta_path(size, seed, imgsz, epochs, assets)
+    before = json.loads(meta_path.read_text()).get("continues") if meta_path.is_file() else None
+    if not before:
+        return [epochs]
+    if not 0 < int(before) < epochs:
+        raise ConfigError(f"{meta_path}: continues={before} must be below its own {epochs} epochs")
+    return stage1_legs(size, seed, imgsz, int(before), assets) + [epochs - int(before)]
+
+
 def shipped_student(size: str, seed: int, imgsz: int, epochs: int, assets: Path | None = None) -> ShippedStudent | None:
     """The shipped student for this (world size, seed, imgsz, epochs), hash-verified; None when none is shipped.
 
     `assets` is the folder to look in (default: the package's shipped students).
     """
-    assets = students_dir() if assets is None else Path(assets)
-    meta_path = assets / f"student-{size}-s{seed}-{imgsz}px-{epochs}ep.json"
+    meta_path = _meta_path(size, seed, imgsz, epochs, assets)
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
