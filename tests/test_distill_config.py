@@ -12,7 +12,8 @@ from mocha.errors import ConfigError
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"epochs": 0}, "epochs=0: must be >= 1"),
+        ({"epochs": -1}, "epochs=-1: must be >= 0"),
+        ({"epochs": 0}, "epochs=0: nothing would be trained"),
         ({"imgsz": 100}, "imgsz=100: must be a multiple of 32"),
         ({"lr_translator": "0"}, "lr_translator=0.0: must be > 0"),
         ({"lambda_dist": -1}, "lambda_dist=-1.0: must be >= 0"),

@@ -9,7 +9,7 @@ from typing import Any
 from mocha.core.config import Config, option
 from mocha.data.world.generate import SIZES
 from mocha.data.world.textures import PHOTO_SETS, photo_set
-from mocha.distill.config import DistillConfig
+from mocha.distill.config import TRANSLATOR_INITS, DistillConfig
 from mocha.distill.recipes import PAPER, TUNED
 from mocha.errors import ConfigError
 from mocha.evaluate.config import KINDS, learner_names
@@ -35,8 +35,8 @@ class DemoConfig(Config):
     imgsz: int = option(256, help="input size", ge=32, multiple_of=32)
     distill_imgsz: int | None = option(None, help="letterbox size of stages 2 and 3 (the stage-1 student is "
                                        "convolutional)", ge=32, multiple_of=32, default_text="imgsz")
-    pretrain_epochs: int = option(100, help="stage-1 epochs (the default world's 100- and 60-epoch students are "
-                                  "shipped; fresh=true retrains)", ge=1)
+    pretrain_epochs: int = option(150, help="stage-1 epochs (the default world's 150-, 100- and 60-epoch students "
+                                  "are shipped; fresh=true retrains, 150 as 100 + 50)", ge=1)
     teacher: str = option("builtin", help="teacher for the store and the teacher methods")
     # d_t: on the small world (1.7k train regions) 16-32 beat 128; SPEC's 512 suits ~1e5 regions
     dim: int = option(32, help="d_t: PCA components (distillation target dimension)", ge=1)
@@ -54,6 +54,8 @@ class DemoConfig(Config):
                                    "factors (same teacher targets; empty: none)", gt=0, lt=1)
     distill_seed: int = option(_DISTILL_SEED, help="stage-2 seed (translator init, batch order)")
     hflip: bool = option(False, help="stage 2 also trains on each image mirrored (same teacher targets)")
+    translator_init: str = option(RECIPE.translator_init, help="stage-2 translator start: random | ridge (closed "
+                                  "form from the stage-1 student's features)", choices=list(TRANSLATOR_INITS))
     pool_bins: int = option(1, help="region features: the box mean (1) or also a b×b grid of the box", ge=1, le=8)
     method: list[str] = option(list(KINDS), help="methods evaluated (comma list of " + " | ".join(KINDS) + ")",
                                choices=list(KINDS))
@@ -104,7 +106,8 @@ class DemoConfig(Config):
         d: dict[str, Any] = {"epochs": self.epochs, "det_every": self.det_every, "lambda_dist": self.lambda_dist,
                              "lr_student": self.lr_student, "lambda_emb": self.lambda_emb,
                              "temperature": self.temperature, "emb_relative": self.emb_relative,
-                             "imgsz": self.stage2_imgsz, "zoom_out": list(self.zoom_out)}
+                             "imgsz": self.stage2_imgsz, "zoom_out": list(self.zoom_out),
+                             "translator_init": self.translator_init}
         # only when set: the stage key (recipe values + these) of a run without them stays as it was
         if self.pool_bins != 1:
             d["pool_bins"] = self.pool_bins
@@ -119,6 +122,8 @@ class DemoConfig(Config):
         key = {**RECIPE.values(), **self.distill_overrides()}
         if not key["zoom_out"]:  # runs without zoomed views keep the key they had before it was a recipe field
             del key["zoom_out"]
+        if key["translator_init"] == PAPER.translator_init:  # and so do runs with a random translator start
+            del key["translator_init"]
         return key
 
     def eval_overrides(self) -> dict[str, Any]:

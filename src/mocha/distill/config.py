@@ -93,9 +93,10 @@ class DistillConfig(Config):
     det_loss: str = option("auto", help="L_det of detection epochs: labels (the student's own loss on the boxes) | "
                            "self (distil its frozen outputs, keeping its detections) | auto (labels when the student "
                            "has that loss, else self)", choices=DET_LOSSES)
-    translator_init: str = option("random", help="translator start: random (SPEC) | ridge (closed-form ridge "
-                                  "regression from the frozen student's region features to the targets; "
-                                  "mocha.distill.ridge)", choices=TRANSLATOR_INITS)
+    translator_init: str | None = option(None, help="translator start: random (SPEC) | ridge (closed-form ridge "
+                                         "regression from the frozen student's region features to the targets; "
+                                         "mocha.distill.ridge)", choices=TRANSLATOR_INITS,
+                                         default_text=_rt("translator_init"))
     ridge_alpha: list[float] = option(list(RIDGE_ALPHAS), help="ridge penalties tried by translator_init=ridge "
                                       "(standardised features); the lowest validation L_dist wins", gt=0)
     emb_group: int = option(0, help="images per L_emb group; 0 = the per-process batch", ge=0)
