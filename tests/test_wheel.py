@@ -69,7 +69,9 @@ def test_wheel_installs_outside_the_checkout_with_its_shipped_files(tmp_path):
         tmp_path, env)
     env["PYTHONPATH"] = str(site)  # the installed copy only; the venv still provides the dependencies
     out = run([sys.executable, "-c", CHECK, str(site)], elsewhere, env)
-    assert out.startswith("verified student-small-s0-256px-100ep.safetensors")
+    from mocha.demo.config import DemoConfig
+
+    assert out.startswith(f"verified student-small-s0-256px-{DemoConfig().pretrain_epochs}ep.safetensors")
     assert "Usage: mocha" in run([sys.executable, "-m", "mocha.cli", "--help"], elsewhere, env)
     # the console script of [project.scripts] works too
     assert "Usage: mocha" in run([str(site / "bin" / "mocha"), "--help"], elsewhere, env)
