@@ -18,6 +18,15 @@ from mocha.evaluate.config import KINDS, learner_names
 RECIPE = TUNED
 
 
+# recipe fields added after demo stage keys existed (absent from a key while at SPEC's value)
+_LATER_RECIPE_FIELDS = ("zoom_out", "translator_init")
+
+
+def _plain(v: Any) -> Any:
+    """A recipe value as the demo passes it (tuples as lists)."""
+    return list(v) if isinstance(v, tuple) else v
+
+
 _DISTILL_SEED = next(f.default for f in fields(DistillConfig) if f.name == "seed")
 
 
@@ -120,10 +129,9 @@ class DemoConfig(Config):
     def distill_key(self) -> dict[str, Any]:
         """Every stage-2 number of the distill stage's key: the recipe's, then the demo's own options over them."""
         key = {**RECIPE.values(), **self.distill_overrides()}
-        if not key["zoom_out"]:  # runs without zoomed views keep the key they had before it was a recipe field
-            del key["zoom_out"]
-        if key["translator_init"] == PAPER.translator_init:  # and so do runs with a random translator start
-            del key["translator_init"]
+        for k in _LATER_RECIPE_FIELDS:  # at SPEC's value, a run keeps the key it had before the field existed
+            if key[k] == _plain(getattr(PAPER, k)):
+                del key[k]
         return key
 
     def eval_overrides(self) -> dict[str, Any]:

@@ -78,13 +78,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             from mocha.student.pretrain import PretrainConfig, pretrain, read_metrics
 
             legs = stage1_legs(cfg.size, cfg.seed, cfg.imgsz, cfg.pretrain_epochs)
-            model, name = "yolov8n", "pretrain"
-            for i, epochs in enumerate(legs):  # each leg continues the student of the one before
-                name = "pretrain" if i == 0 else f"pretrain-{i + 1}"
+            names = ["pretrain"] + [f"pretrain-{i}" for i in range(2, len(legs) + 1)]
+            model = "yolov8n"  # the first leg trains from scratch; each next one continues the last student
+            for name, epochs in zip(names, legs, strict=True):
                 student = pretrain(PretrainConfig(data=data, model=model, epochs=epochs, imgsz=cfg.imgsz,
                                                   project=work, name=name))
                 model = str(student)
-            m = read_metrics(work / name)["metrics"]
+            m = read_metrics(work / names[-1])["metrics"]
             how = " + ".join(f"{e} ep" for e in legs)
             return {"student": str(student.relative_to(work)), "source": f"mocha pretrain ({how})",
                     "metrics": {"map50": m.get("metrics/mAP50(B)", 0.0), "map50_95": m.get("metrics/mAP50-95(B)", 0.0)}}

@@ -7,8 +7,8 @@ standardisation holds the features' mean and spread, both residual blocks are sw
 zero weight (the second one's bias carries the intercept), and the bias-free projection holds the ridge weights.
 Training may go on from there (`epochs` > 0) or stop at it (`epochs=0`).
 
-Ours, not SPEC's (`translator_init=ridge`). The penalty is chosen among `ridge_alpha` by the validation L_dist,
-the criterion that picks `best/`.
+Ours, not SPEC's (`translator_init=ridge`). The penalty is chosen among `ridge_alpha` by L_dist over all
+validation regions (`best/` later compares the same loss averaged per batch of images).
 """
 
 from __future__ import annotations
@@ -61,16 +61,13 @@ def fit_ridge(x: Tensor, y: Tensor, x_val: Tensor | None = None, y_val: Tensor |
     mu = x.mean(0)
     sigma = x.std(0).clamp_min(1e-5)
     z = (x - mu) / sigma
-    fits, scores = {}, {}
-    for a in alphas:
-        w, b = _solve(z, y, float(a))
-        fits[float(a)] = (w, b)
-        if x_val is not None and y_val is not None and len(x_val):
-            pred = ((x_val.double() - mu) / sigma) @ w.T + b
-            scores[float(a)] = float(dist_loss(pred.float(), y_val.float()))
-    best = min(scores, key=scores.__getitem__) if scores else float(alphas[0])
-    w, b = fits[best]
-    return RidgeFit(mu, sigma, w, b, best, scores)
+    fits = {float(a): RidgeFit(mu, sigma, *_solve(z, y, float(a)), float(a), {}) for a in alphas}
+    scores = {}
+    if x_val is not None and y_val is not None and len(x_val):
+        scores = {a: float(dist_loss(f.predict(x_val).float(), y_val.float())) for a, f in fits.items()}
+    best = fits[min(scores, key=scores.__getitem__) if scores else float(alphas[0])]
+    best.val_dist = scores
+    return best
 
 
 @torch.no_grad()
