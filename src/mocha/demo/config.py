@@ -19,7 +19,7 @@ RECIPE = TUNED
 
 
 # recipe fields added after demo stage keys existed (absent from a key while at SPEC's value)
-_LATER_RECIPE_FIELDS = ("zoom_out", "translator_init")
+_LATER_RECIPE_FIELDS = ("zoom_out", "translator_init", "hflip")
 
 
 def _plain(v: Any) -> Any:
@@ -62,7 +62,7 @@ class DemoConfig(Config):
     zoom_out: list[float] = option(list(RECIPE.zoom_out), help="stage 2 also trains on each image shrunk by these "
                                    "factors (same teacher targets; empty: none)", gt=0, lt=1)
     distill_seed: int = option(_DISTILL_SEED, help="stage-2 seed (translator init, batch order)")
-    hflip: bool = option(False, help="stage 2 also trains on each image mirrored (same teacher targets)")
+    hflip: bool = option(RECIPE.hflip, help="stage 2 also trains on each view mirrored (same teacher targets)")
     translator_init: str = option(RECIPE.translator_init, help="stage-2 translator start: random | ridge (closed "
                                   "form from the stage-1 student's features)", choices=list(TRANSLATOR_INITS))
     pool_bins: int = option(1, help="region features: the box mean (1) or also a b×b grid of the box", ge=1, le=8)
@@ -116,12 +116,10 @@ class DemoConfig(Config):
                              "lr_student": self.lr_student, "lambda_emb": self.lambda_emb,
                              "temperature": self.temperature, "emb_relative": self.emb_relative,
                              "imgsz": self.stage2_imgsz, "zoom_out": list(self.zoom_out),
-                             "translator_init": self.translator_init}
+                             "translator_init": self.translator_init, "hflip": self.hflip}
         # only when set: the stage key (recipe values + these) of a run without them stays as it was
         if self.pool_bins != 1:
             d["pool_bins"] = self.pool_bins
-        if self.hflip:
-            d["hflip"] = True
         if self.distill_seed != _DISTILL_SEED:
             d["seed"] = self.distill_seed
         return d

@@ -84,8 +84,8 @@ class DistillConfig(Config):
     zoom_out: list[float] | None = option(None, help="also train on each image shrunk by these factors inside the "
                                           "letterbox, with the same teacher targets (e.g. 0.5,0.3: close-ups and wide "
                                           "shots alike)", gt=0, lt=1, default_text=_rt("zoom_out"))
-    hflip: bool = option(False, help="also train on each image mirrored left-right, with the same teacher targets "
-                         "(after zoom_out: its views are mirrored too)")
+    hflip: bool | None = option(None, help="also train on each image mirrored left-right, with the same teacher "
+                                "targets (after zoom_out: its views are mirrored too)", default_text=_rt("hflip"))
     pool_bins: int = option(1, help="region features: the box mean (1, SPEC) or also means over a b×b grid of "
                             "the box, which the translator attends to", ge=1, le=8)
     heads: int | None = option(None, help="translator attention heads (must divide the student's token dim)", ge=1,

@@ -114,7 +114,7 @@ def mirrored_views(split: SplitData) -> SplitData:
     region's target is its own and the store needs no second extraction.
     """
     if any(img is None for img in split.images):
-        raise ConfigError("hflip: the split's images do not fit in memory (cache_mb); train without hflip")
+        raise ConfigError("hflip: the split's images do not fit in memory (cache_mb); give hflip=false")
     size = split.dataset.imgsz
     keep = split.with_regions
     records = list(split.dataset.records) + [split.dataset.records[i] for i in keep]
