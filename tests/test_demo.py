@@ -4,13 +4,14 @@ resumes from the last finished stage, report files (both worlds), then a rerun t
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from mocha.cli import main
 
-STAGES = ("world", "student", "extract", "pca", "distill", "evaluate", "probe", "heldout-world", "heldout-evaluate",
-          "heldout-probe")
+STAGES = ("world", "student", "extract", "pca", "distill", "evaluate", "deployed", "probe", "heldout-world",
+          "heldout-evaluate", "heldout-deployed", "heldout-probe")
 
 
 def _ran(out: str) -> dict[str, bool]:
@@ -26,8 +27,10 @@ def test_demo_tiny_interrupted_resumed_then_cached(tmp_path, capsys, monkeypatch
     args = ["demo", "size=tiny", "pretrain_epochs=1", "epochs=2", "det_every=2", "dim=8", "episodes=2",
             "probe_episodes=3", "imgsz=64", f"out={tmp_path}", "progress=false"]
     real = episodic.evaluate
+    seen: list[tuple[str, str, list[str]]] = []  # (world, box source, methods) of every evaluation
 
     def interrupted_on_heldout(config):  # Ctrl-C while the held-out world is being evaluated
+        seen.append((str(config.data), str(config.detector), [m.label for m in config.methods]))
         if "heldout-world" in str(config.data):
             raise KeyboardInterrupt
         return real(config)
@@ -38,17 +41,29 @@ def test_demo_tiny_interrupted_resumed_then_cached(tmp_path, capsys, monkeypatch
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 130 and not (tmp_path / "report.json").exists()
-    monkeypatch.setattr(episodic, "evaluate", real)
+    monkeypatch.setattr(episodic, "evaluate", lambda config: seen.append(
+        (str(config.data), str(config.detector), [m.label for m in config.methods])) or real(config))
     capsys.readouterr()
     main(args)
     ran = _ran(capsys.readouterr().out)
-    assert ran == {s: s in ("heldout-evaluate", "heldout-probe") for s in STAGES}  # resumed after heldout-world
+    # resumed after heldout-world
+    assert ran == {s: s in ("heldout-evaluate", "heldout-deployed", "heldout-probe") for s in STAGES}
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["probe"]) == {"1", "5"}
     for row in report["probe"].values():
         assert set(row) == {"colour_histogram", "teacher", "student", "mocha", "chance"}
         assert all(0 <= v <= 100 for v in row.values())
-    assert set(report["results"]["1"]) == {"student", "mocha", "teacher", "teacher-gt"}
+    # every method on the stage-1 student's boxes, and the bundle on its own distilled student's (`mocha-own`)
+    assert list(report["results"]["1"]) == ["student", "mocha", "mocha-own", "teacher", "teacher-gt"]
+    assert set(report["results"]["1"]["mocha-own"]) == set(report["results"]["1"]["mocha"])
+    for key in ("detection", "heldout_detection"):
+        det = report[key]
+        assert set(det) == {"stage1", "distilled"} and all(0 <= d["map50_95"] <= d["map50"] <= 100
+                                                            for d in det.values())
+    # the deployed rows come from the bundle's own student; the others from the stage-1 student
+    boxes = {tuple(labels): Path(det).name for _, det, labels in seen}
+    assert boxes[("student", "mocha", "teacher", "teacher-gt")] == "student.safetensors"
+    assert boxes[("mocha-own",)] == "best"
     assert set(report["wall_seconds"]) >= {*STAGES, "total_from_scratch", "total_this_run"}
     # the held-out world: the same schema, another seed, disjoint photos, personal split only
     assert set(report["heldout"]) == {"1", "5"} and set(report["heldout"]["1"]) == set(report["results"]["1"])
@@ -63,6 +78,7 @@ def test_demo_tiny_interrupted_resumed_then_cached(tmp_path, capsys, monkeypatch
     assert leg2["config"]["model"].endswith("pretrain/student.safetensors") and leg2["config"]["epochs"] == 1
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# mocha demo report") and "| 1 | mocha |" in md and "Neural-collapse probe" in md
+    assert "| 1 | mocha-own |" in md and "Coarse detection mAP50-95 / mAP50 on the held-out personal split" in md
     assert "## Held-out world" in md and f"seed {hw['seed']}" in md
     assert (tmp_path / "plots").is_dir() and (tmp_path / "bundle" / "bundle.json").is_file()
     capsys.readouterr()

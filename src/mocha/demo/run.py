@@ -2,9 +2,11 @@
 
 world → student (stage 1: the shipped, hash-checked student of the default world, or `mocha pretrain`) →
 extract (built-in teacher embeddings of every GT region into the store) → pca → distill (stage 2) →
-evaluate (stage 3: student / mocha / teacher / teacher-gt, episodic) → probe (the neural-collapse evidence) →
-heldout-world / heldout-evaluate / heldout-probe (the same student and bundle on the personal split of a world
-with another seed and disjoint photos; no earlier stage reads anything of it, so nothing is tuned on it).
+evaluate (stage 3: student / mocha / teacher / teacher-gt, episodic, all on the stage-1 student's boxes) →
+deployed (`mocha-own`: the bundle on its own distilled student's boxes, as `mocha detect` runs it, and the coarse
+detection mAP of both students) → probe (the neural-collapse evidence) → heldout-world / heldout-evaluate /
+heldout-deployed / heldout-probe (the same student and bundle on the personal split of a world with another seed
+and disjoint photos; no earlier stage reads anything of it, so nothing is tuned on it).
 A stage's key covers its config and its inputs' keys; a rerun reuses finished stages, `--fresh` reruns all.
 """
 
@@ -26,6 +28,7 @@ from mocha.io import atomic_dir, write_json, write_text
 
 log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 1 << 30  # the small world's stages take ~0.3 GB; keep margin
+OWN_BOXES = "mocha-own"  # results key of the deployed bundle (its own student's boxes)
 
 
 def _check_disk(out: Path) -> None:
@@ -154,6 +157,28 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
                    "episodes": cfg.episodes, "shots": cfg.shots, "imgsz": cfg.stage2_imgsz, **cfg.eval_overrides()}
     s_eval = stage("evaluate", eval_inputs, evaluate_on(data))
 
+    # the bundle as `mocha detect` runs it: its own (distilled) student detects and embeds in one pass
+    def deployed_on(world: Path) -> Any:
+        def deployed_stage(work: Path) -> dict[str, Any]:
+            from mocha.evaluate.detection import coarse_detection_map
+            from mocha.evaluate.episodic import EvalConfig, evaluate
+            from mocha.evaluate.methods import MethodSpec
+
+            report = evaluate(EvalConfig(data=world, methods=[MethodSpec("mocha", name=OWN_BOXES, bundle=bundle)],
+                                         shots=list(cfg.shots), episodes=cfg.episodes, detector=bundle,
+                                         imgsz=cfg.stage2_imgsz, learner=cfg.learner, fallback=cfg.fallback,
+                                         project=work, name="evaluate", cache=False, plots=False,
+                                         progress=cfg.progress))
+            detection = {which: coarse_detection_map(path, world, imgsz=cfg.stage2_imgsz)
+                         for which, path in (("stage1", student), ("distilled", bundle))}
+            return {"report": {"results": json.loads(json.dumps(report["results"], default=str))},
+                    "detection": detection}
+
+        return deployed_stage
+
+    deploy = "mocha" in cfg.method
+    s_deploy = stage("deployed", eval_inputs, deployed_on(data)) if deploy else None
+
     def probe(work: Path) -> dict[str, Any]:
         from mocha.demo.probe import collapse_probe
 
@@ -181,6 +206,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         s_hworld = stage("heldout-world", h_world, heldout_world)
         h_data = s_hworld.dir / s_hworld.result["yaml"]
         s_heval = stage("heldout-evaluate", {"world": s_hworld.key, **eval_inputs}, evaluate_on(h_data))
+        s_hdeploy = stage("heldout-deployed", {"world": s_hworld.key, **eval_inputs}, deployed_on(h_data)) \
+            if deploy else None
 
         def heldout_probe(work: Path) -> dict[str, Any]:
             from mocha.demo.probe import collapse_probe
@@ -194,12 +221,16 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
         s_hprobe = stage("heldout-probe", {"world": s_hworld.key, "teacher": cfg.teacher, **probe_inputs},
                          heldout_probe)
-        heldout = {"results": s_heval.result["report"]["results"], "probe": s_hprobe.result["probe"],
+        heldout = {"results": _with_deployed(s_heval, s_hdeploy), "probe": s_hprobe.result["probe"],
+                   "detection": s_hdeploy.result["detection"] if s_hdeploy else None,
                    "world": {**h_world, "splits": ["personal"], "dataset": s_heval.result["report"]["dataset"],
                              "episodes_run": s_heval.result["report"].get("episodes_run")}}
 
     # ------------------------------------------------------------------ report
     report = dict(s_eval.result["report"])
+    report["results"] = _with_deployed(s_eval, s_deploy)
+    if s_deploy is not None:  # coarse mAP of the stage-1 and the distilled student's own detections
+        report["detection"] = s_deploy.result["detection"]
     report["probe"] = s_probe.result["probe"]
     report["world"] = {"size": cfg.size, "seed": cfg.seed, "photos": list(photo_set(cfg.photos)),
                        "splits": ["base_train", "base_val", "personal"]}
@@ -207,6 +238,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         report["heldout"] = heldout["results"]
         report["heldout_probe"] = heldout["probe"]
         report["heldout_world"] = heldout["world"]
+        if heldout["detection"] is not None:
+            report["heldout_detection"] = heldout["detection"]
     report["student"] = {k: s_student.result.get(k) for k in ("source", "metrics", "command")}
     report["distill"] = {k: s_distill.result.get(k) for k in ("best_epoch", "best_val_loss")}
     report["pca"] = {"dim": cfg.dim, **{k: s_pca.result[k] for k in ("explained_variance", "vectors")}}
@@ -233,6 +266,23 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return report
 
 
+def _with_deployed(s_eval: StageResult, s_deploy: StageResult | None) -> dict[str, Any]:
+    """The evaluation's `results` with the deployed bundle's row (`mocha-own`) after `mocha` in every shot count."""
+    results = s_eval.result["report"]["results"]
+    if s_deploy is None:
+        return results
+    own = s_deploy.result["report"]["results"]
+    out: dict[str, Any] = {}
+    for shots, methods in results.items():
+        row: dict[str, Any] = {}
+        for m, r in methods.items():
+            row[m] = r
+            if m == "mocha" and OWN_BOXES in own.get(shots, {}):
+                row[OWN_BOXES] = own[shots][OWN_BOXES]
+        out[shots] = row
+    return out
+
+
 def _figure(s: StageResult, report: dict[str, Any]) -> str:
     """The key figure of a stage for the closing summary."""
     r = s.result
@@ -251,6 +301,12 @@ def _figure(s: StageResult, report: dict[str, Any]) -> str:
         res = r["report"]["results"]
         one = res.get(str(min(int(k) for k in res)), {})
         return "1-shot mAP50-95: " + ", ".join(f"{m} {v['map50_95']:.1f}" for m, v in one.items())
+    if s.name in ("deployed", "heldout-deployed"):
+        res = r["report"]["results"]
+        one = res.get(str(min(int(k) for k in res)), {}).get(OWN_BOXES, {})
+        det = r["detection"]
+        return (f"1-shot mAP50-95: {OWN_BOXES} {one.get('map50_95', float('nan')):.1f}; coarse detection mAP50-95 "
+                f"stage-1 {det['stage1']['map50_95']:.1f}, distilled {det['distilled']['map50_95']:.1f}")
     if s.name in ("probe", "heldout-probe"):
         one = r["probe"].get(min(r["probe"], key=int), {})
         return "1-shot probe %: " + ", ".join(f"{k} {v:.1f}" for k, v in one.items())
@@ -269,6 +325,15 @@ def _markdown(report: dict[str, Any], stages: list[StageResult]) -> str:
 
             lines.append(f"| {shots} | {m} | {cell('map50_95')} | {cell('map50')} | {cell('strict_map50_95')} "
                          f"| {cell('accuracy')} | {r['query_ms_per_image']:.1f} | {r['peak_memory_mb']:.0f} |")
+    if OWN_BOXES in next(iter(report.get("results", {}).values()), {}):
+        lines += ["", f"Every method takes its query boxes from the stage-1 student except `{OWN_BOXES}`: the bundle "
+                  "as `mocha detect` runs it, its distilled student detecting and embedding in one pass."]
+    for key, where in (("detection", "personal split"), ("heldout_detection", "held-out personal split")):
+        if key in report:
+            d = report[key]
+            lines += ["", f"Coarse detection mAP50-95 / mAP50 on the {where}: stage-1 student "
+                      f"{d['stage1']['map50_95']:.1f} / {d['stage1']['map50']:.1f}, distilled student "
+                      f"{d['distilled']['map50_95']:.1f} / {d['distilled']['map50']:.1f}."]
     lines += ["", "## Neural-collapse probe (within-category nearest-prototype accuracy on GT boxes, %)", ""]
     names = ["colour_histogram", "teacher", "student", "mocha", "chance"]
     lines += ["| shots | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
