@@ -43,10 +43,10 @@ def test_default_levers_keep_a_default_demos_stage_keys() -> None:
 
 def test_set_levers_reach_stage_2_and_the_evaluation() -> None:
     cfg = DemoConfig(zoom_out=[0.5], emb_relative=True, temperature=0.5, pool_bins=2, distill_seed=7,
-                     hflip=True, method=["mocha"], learner="flat", fallback="all")
+                     hflip=True, method=["mocha"], learner="flat", fallback="all", lambda_det=5.0)
     stage2 = DistillConfig(recipe="tuned", **cfg.distill_overrides())
-    assert (stage2.zoom_out, stage2.emb_relative, stage2.temperature, stage2.pool_bins, stage2.seed, stage2.hflip) == (
-        [0.5], True, 0.5, 2, 7, True)
+    assert (stage2.zoom_out, stage2.emb_relative, stage2.temperature, stage2.pool_bins, stage2.seed, stage2.hflip,
+            stage2.lambda_det) == ([0.5], True, 0.5, 2, 7, True, 5.0)
     assert DemoConfig().distill_seed == DistillConfig().seed
     assert DemoConfig(distill_imgsz=320).distill_overrides()["imgsz"] == 320 and DemoConfig().stage2_imgsz == 256
     assert cfg.eval_overrides() == {"method": ["mocha"], "learner": "flat", "fallback": "all"}

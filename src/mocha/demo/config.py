@@ -56,6 +56,8 @@ class DemoConfig(Config):
                                 ge=0)
     lr_student: float = option(RECIPE.lr_student, help="student learning rate in detection epochs "
                                f"(SPEC reference: {PAPER.lr_student:g})", gt=0)
+    lambda_det: float = option(RECIPE.lambda_det, help="weight of L_det in detection epochs (higher keeps more of the "
+                               "student's detection quality; SPEC reference: 1)", ge=0)
     lambda_emb: float = option(RECIPE.lambda_emb, help="weight of the relational loss L_emb", ge=0)
     temperature: float = option(RECIPE.temperature, help="L_emb temperature T", gt=0)
     emb_relative: bool = option(RECIPE.emb_relative, help="L_emb temperature = T × the group's mean target distance")
@@ -120,6 +122,8 @@ class DemoConfig(Config):
         # only when set: the stage key (recipe values + these) of a run without them stays as it was
         if self.pool_bins != 1:
             d["pool_bins"] = self.pool_bins
+        if self.lambda_det != RECIPE.lambda_det:
+            d["lambda_det"] = self.lambda_det
         if self.distill_seed != _DISTILL_SEED:
             d["seed"] = self.distill_seed
         return d
