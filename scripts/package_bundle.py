@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--replace", nargs="*", default=[], metavar="OLD=NEW",
                     help="path prefixes to rewrite in the recorded config and reports (no machine paths shipped)")
     ap.add_argument("--extra", type=Path, nargs="*", default=[], help="JSON reports to record (evaluation, open set)")
+    ap.add_argument("--student-half", action="store_true",
+                    help="store a copied student in float16 (NanoDet-g's own weights are float16 already)")
     a = ap.parse_args()
 
     src = load_bundle(a.bundle)
@@ -57,7 +59,10 @@ def main() -> None:
 
     config = clean({**src.config, "personalize": tuned, "personalize_tuned_on": tuned_on})
     out = asset_path("bundles", a.name)
-    save_bundle(out, src.student, src.translator, src.pca, config)
+    import torch
+
+    save_bundle(out, src.student, src.translator, src.pca, config,
+                student_dtype=torch.float16 if a.student_half else None)
     packaged = load_bundle(out)  # loads back by name, hash-checked student reference included
     files = {str(p.relative_to(out)): file_sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
     write_json(out.parent / f"{a.name}.json", {

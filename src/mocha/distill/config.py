@@ -14,7 +14,7 @@ from mocha.errors import ConfigError
 from mocha.resources import SHIPPED_STUDENTS
 
 # L_det of detection epochs (mocha.distill.self_distill.resolve_det_loss)
-DET_LOSSES = ("auto", "labels", "self")
+DET_LOSSES = ("auto", "labels", "self", "none")
 
 # How the translator starts (mocha.distill.ridge), and the ridge penalties tried (on standardised features)
 TRANSLATOR_INITS = ("random", "ridge")
@@ -91,8 +91,12 @@ class DistillConfig(Config):
     heads: int | None = option(None, help="translator attention heads (must divide the student's token dim)", ge=1,
                                default_text="token dim / 32: 14 for YOLOv8n, 12 for NanoDet-g")
     det_loss: str = option("auto", help="L_det of detection epochs: labels (the student's own loss on the boxes) | "
-                           "self (distil its frozen outputs, keeping its detections) | auto (labels when the student "
-                           "has that loss, else self)", choices=DET_LOSSES)
+                           "self (distil its frozen outputs, keeping its detections) | none | auto (labels when the "
+                           "student has that loss, else self; none with branch=, whose detector is frozen)",
+                           choices=DET_LOSSES)
+    branch: int = option(0, help="nanodet-g: pool regions from an embedding branch, a trainable copy of the last N "
+                         "CSP stages and the neck, while the detector stays exactly as loaded (0: its own maps)",
+                         ge=0, le=4)
     translator_init: str | None = option(None, help="translator start: random (SPEC) | ridge (closed-form ridge "
                                          "regression from the frozen student's region features to the targets; "
                                          "mocha.distill.ridge)", choices=TRANSLATOR_INITS,

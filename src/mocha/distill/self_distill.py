@@ -20,9 +20,14 @@ from mocha.errors import ConfigError
 
 
 def resolve_det_loss(choice: str, student: Any) -> str:
-    """`auto` → `labels` when the student has a supervised detection loss (YOLO), else `self`."""
+    """`auto` → `none` for a student whose detector is frozen (an embedding branch), `labels` when it has a
+    supervised detection loss (YOLO), else `self`."""
+    frozen = getattr(student, "detector_frozen", False)
+    if frozen and choice in ("labels", "self"):
+        raise ConfigError(f"det_loss={choice}: the student's detector is frozen (branch=), so there is no detection "
+                          "to train or keep; leave det_loss=auto")
     if choice == "auto":
-        return "labels" if student.has_detection_loss else "self"
+        return "none" if frozen else "labels" if student.has_detection_loss else "self"
     if choice == "labels" and not student.has_detection_loss:
         raise ConfigError(f"det_loss=labels: {type(student).__name__} has no supervised detection loss here; "
                           "use det_loss=self (distil its own frozen outputs) or det_every=0 (translator only)")

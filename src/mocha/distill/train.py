@@ -47,6 +47,15 @@ def train(
         dist.close()
 
 
+def attach_branch(student: Student, stages: int, name: str) -> None:
+    """`branch=`: give the student an embedding branch of `stages` CSP stages (unless it already carries one)."""
+    if not hasattr(student, "add_embedding_branch"):
+        raise ConfigError(f"branch={stages}: only nanodet-g has an embedding branch; {name} pools its own maps "
+                          "(branch=0)")
+    if not getattr(student, "detector_frozen", False):  # e.g. a branched bundle given as the student
+        student.add_embedding_branch(stages)
+
+
 def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None = None) -> Path:
     """Stage 2 end to end: dataset + embedding store + PCA → run folder; returns `<run>/best`."""
     from mocha.data.dataset import load_dataset
@@ -62,6 +71,8 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
             f"student={cfg.student}: student classes {student.names} differ from the dataset's {spec.names} "
             f"({cfg.data})"
         )
+    if cfg.branch:
+        attach_branch(student, cfg.branch, str(cfg.student))
     pca = open_pca(cfg.pca)
     train_data, val_data, notes = load_splits(cfg, spec, pca)
     return train(cfg, student, train_data, val_data, pca=pca, callback=callback, notes=notes)

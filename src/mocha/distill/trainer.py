@@ -87,6 +87,7 @@ class Trainer:
                                      tokens=region_tokens(cfg.pool_bins)).to(self.device)
         # L_det: the student's own loss on labelled boxes, or its frozen outputs (the student as it is now)
         det_loss = resolve_det_loss(cfg.det_loss, student) if cfg.det_every else None
+        self.det_loss_off = det_loss == "none"
         self.self_distill = OutputDistillation(student).to(self.device) if det_loss == "self" else None
         self._val_original: list[Tensor] | None = None  # the frozen model's validation detections (drift)
         if self.translator.out_dim != d_t:
@@ -232,7 +233,9 @@ class Trainer:
         images = batch["images"].to(self.device)
         boxes = [data.boxes[i].to(self.device) for i in local]
         feats, raw = self.student(images)
-        if self.self_distill is not None:
+        if self.det_loss_off:
+            det_sum = images.new_zeros(())
+        elif self.self_distill is not None:
             det_sum = self.self_distill.loss(images, raw)
         else:
             targets = {k: v.to(self.device) for k, v in yolo_targets(batch).items()}

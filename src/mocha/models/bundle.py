@@ -153,8 +153,12 @@ def save_bundle(
     config: dict,
     extra_tensors: dict[str, Tensor] | None = None,
     extra_json: dict | None = None,
+    student_dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write the bundle folder atomically (replacing an existing one); returns its path."""
+    """Write the bundle folder atomically (replacing an existing one); returns its path.
+
+    `student_dtype` (NanoDet-g students: e.g. torch.float16, the precision its shipped weights come in) stores a
+    copied student in that type; it loads back as float32."""
 
     path = Path(path)
     if translator.width != student.region_dim:
@@ -166,7 +170,7 @@ def save_bundle(
             raise ConfigError(f"PCA dim {pca_dim} != translator output dim {translator.out_dim}")
         pca_info = {"digest": str(_attr(pca, "digest")), "dim": pca_dim, "source": config.get("pca")}
     try:
-        _write_bundle(path, student, translator, pca, config, pca_info, extra_tensors, extra_json)
+        _write_bundle(path, student, translator, pca, config, pca_info, extra_tensors, extra_json, student_dtype)
     except OSError as exc:  # disk full, quota, read-only: atomic_dir removed the half-written folder
         what = "the previous bundle there is intact" if path.exists() else "nothing was written"
         raise ConfigError(f"{path}: could not write the bundle ({exc}); {what}") from None
@@ -174,13 +178,14 @@ def save_bundle(
 
 
 def _write_bundle(path: Path, student: Student, translator: Translator, pca: Any | None, config: dict,
-                  pca_info: dict | None, extra_tensors: dict[str, Tensor] | None, extra_json: dict | None) -> None:
+                  pca_info: dict | None, extra_tensors: dict[str, Tensor] | None, extra_json: dict | None,
+                  student_dtype: torch.dtype | None = None) -> None:
     from safetensors.torch import save_file
 
     ref = student.shipped_as[0] if student.shipped_as and student.weights_digest() == student.shipped_as[1] else None
     with atomic_dir(path) as tmp:
         if ref is None:
-            student.save(tmp / "student.safetensors")
+            student.save(tmp / "student.safetensors", **({"dtype": student_dtype} if student_dtype else {}))
         tstate = {k: v.detach().cpu().contiguous() for k, v in translator.state_dict().items()}
         save_file(tstate, str(tmp / "translator.safetensors"), metadata={"format": FORMAT})
         if pca is not None and hasattr(pca, "save"):

@@ -13,6 +13,7 @@ them, (B,3,S,S) RGB in [0,1]; `forward` turns them into NanoDet's input (BGR, 0.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,14 @@ class NanoDetStudent(RegionDetector):
 
     The raw output of `forward` is a list over strides of (class logits, box bins); `decode` turns it into
     (B, N, 4 + C) xyxy boxes and sigmoid scores. Every parameter is trainable.
+
+    `add_embedding_branch(k)` gives region pooling maps of their own: a trainable copy of the last k CSP stages and
+    of the neck, fed by the shared earlier stages, while the detector (backbone, neck, head) is frozen and its
+    detections stay exactly those of the original weights. Stage 2 then moves only the copy (`mocha distill
+    branch=k`), at the cost of running k stages and the neck twice.
     """
+
+    branch_stages: int = 0  # CSP stages copied into the embedding branch (0: pool the detector's own maps)
 
     def __init__(self, names: list[str]) -> None:
         super().__init__()
@@ -164,6 +172,8 @@ class NanoDetStudent(RegionDetector):
         if info.get("architecture") != ARCHITECTURE:
             raise ConfigError(f"{path}: architecture {info.get('architecture')!r} is not {ARCHITECTURE}")
         model = cls(info["names"])
+        if info.get("branch_stages"):
+            model.add_embedding_branch(int(info["branch_stages"]))
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
         if missing or unexpected:
             raise ConfigError(
@@ -189,11 +199,13 @@ class NanoDetStudent(RegionDetector):
 
     def metadata(self) -> dict[str, Any]:
         """What a checkpoint records about the model: architecture, names and the input it expects."""
-        return {"architecture": ARCHITECTURE, "names": self.names, "input": input_spec()}
+        meta = {"architecture": ARCHITECTURE, "names": self.names, "input": input_spec()}
+        return {**meta, "branch_stages": self.branch_stages} if self.branch_stages else meta
 
     def architecture(self) -> dict[str, Any]:
         """What must match between a checkpoint and the code using it."""
-        return {"cfg": ARCHITECTURE, "nc": len(self.names), "feature_dims": list(self.feature_dims)}
+        arch = {"cfg": ARCHITECTURE, "nc": len(self.names), "feature_dims": list(self.feature_dims)}
+        return {**arch, "branch_stages": self.branch_stages} if self.branch_stages else arch
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.head.parameters())
@@ -206,10 +218,43 @@ class NanoDetStudent(RegionDetector):
         """Our RGB [0,1] batch → NanoDet's input: BGR channel order, 0..255, per-channel mean/std."""
         return (images.flip(1) * 255.0 - self.mean) / self.std
 
+    def add_embedding_branch(self, stages: int) -> None:
+        """Copy the last `stages` CSP stages and the neck into a trainable embedding branch; freeze the detector."""
+        n = len(self.backbone.stages)
+        if self.branch_stages:
+            raise ConfigError(f"this NanoDet-g already has an embedding branch ({self.branch_stages} stages)")
+        if not 1 <= stages <= n:
+            raise ConfigError(f"branch={stages}: NanoDet-g has {n} CSP stages; copy 1 to {n} of them")
+        self.embed_stages = copy.deepcopy(self.backbone.stages[n - stages:])
+        self.embed_neck = copy.deepcopy(self.neck)
+        for module in (self.backbone, self.neck, self.head):
+            module.requires_grad_(False)
+        self.branch_stages = stages
+
+    @property
+    def detector_frozen(self) -> bool:
+        """True with an embedding branch: training can only move the branch, never the detections."""
+        return self.branch_stages > 0
+
     def forward(self, images: Tensor) -> tuple[list[Tensor], list[tuple[Tensor, Tensor]]]:
-        """The three 128-channel PAN maps (strides 8/16/32) feeding the head, and the head's raw output."""
-        feats = self.neck(self.backbone(self.preprocess(images)))
-        return feats, [level(x) for level, x in zip(self.head, feats, strict=True)]
+        """The three 128-channel maps (strides 8/16/32) regions are pooled from — the PAN maps feeding the head, or
+        the embedding branch's — and the head's raw output."""
+        x = F.max_pool2d(self.backbone.stem(self.preprocess(images)), 3, 2, padding=1)
+        inputs, outs = [], []
+        for stage in self.backbone.stages:
+            inputs.append(x)
+            x = stage(x)
+            outs.append(x)
+        maps = self.neck(outs[1:])  # the backbone's last three stages, as Backbone.forward returns them
+        raw = [level(m) for level, m in zip(self.head, maps, strict=True)]
+        if not self.branch_stages:
+            return maps, raw
+        first = len(outs) - self.branch_stages
+        x, branch = inputs[first], list(outs)
+        for j, stage in enumerate(self.embed_stages):
+            x = stage(x)
+            branch[first + j] = x
+        return self.embed_neck(branch[1:]), raw
 
     def decode(self, raw: list[tuple[Tensor, Tensor]], size: tuple[int, int]) -> Tensor:
         """Raw head output → (B, N, 4 + C): xyxy letterboxed pixels and sigmoid class scores, all levels.
