@@ -3,8 +3,9 @@ whole photo as its box, the coarse class left to the detector), and searched in 
 
 What holds today (docs/coco_bundle.md): the enrolment works without `coarse=`, NanoDet-g proposes the box in the
 scene (IoU ≥ 0.5), the open-set matcher names that proposal "cookie box", and — the close-up embedded zoomed out
-(`support_scale`) — it is the most similar of the proposals. At the shipped `min_similarity` it is still
-`unknown` (its similarity is below the threshold calibrated on pedestrians), so the issue's target is open.
+(`support_scale`) — it is the most similar of the proposals. At the shipped thresholds (calibrated on pedestrians,
+with the coarse class as a prior: the detector votes "microwave" for box.png and "book" in the scene) it is still
+`unknown`, so the issue's target of finding it with the defaults is open.
 
 The truth box in the scene is the SIFT + RANSAC homography of box.png's corners (about [89, 160, 284, 298]).
 The photos come from Debian's opencv-doc, fetched by scripts/fetch_media.sh (scripts/test.sh runs it, so CI has
@@ -97,7 +98,7 @@ def test_the_two_readme_commands(truth, tmp_path):
     subprocess.run([*env_cmd, "enroll", "bundle=coco", f"gallery={gallery}", "name=cookie box", f"source={BOX}",
                     "box=0,0,324,223"], check=True, capture_output=True, text=True)
     out = subprocess.run([*env_cmd, "detect", f"gallery={gallery}", f"source={SCENE}", f"project={run}",
-                          "name=scene", "coarse_penalty=0", "min_similarity=0.3"], check=True, capture_output=True,
+                          "name=scene", "coarse_penalty=0", "min_similarity=0.43"], check=True, capture_output=True,
                          text=True)
     rows = json.loads(next((run / "scene").glob("*.json")).read_text())
     assert rows["width"] == 512 and rows["height"] == 384 and out.stdout

@@ -158,9 +158,15 @@ def save_bundle(
     """Write the bundle folder atomically (replacing an existing one); returns its path.
 
     `student_dtype` (NanoDet-g students: e.g. torch.float16, the precision its shipped weights come in) stores a
-    copied student in that type; it loads back as float32."""
+    copied student in that type; its weights are rounded to it in place first, so the digest covers what is
+    stored and what loads back."""
 
     path = Path(path)
+    if student_dtype is not None:
+        with torch.no_grad():
+            for t in student.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.to(student_dtype).to(t.dtype))
     if translator.width != student.region_dim:
         raise ConfigError(f"translator input {translator.width} != student region dim {student.region_dim}")
     pca_info = None
