@@ -4,7 +4,8 @@ The open-set settings a gallery was tuned to (`mocha gallery tune`) become the b
 (bundle.json config `personalize`), and `<name>.json` next to the bundle records the sha256 of every file, the
 source bundle's digest and the commands that produced it. Run by scripts/build_coco_bundle.sh, never by CI:
 
-    python scripts/package_bundle.py runs/coco/distill/best runs/coco/tuned.gallery coco --commands runs/coco/commands.txt
+    python scripts/package_bundle.py runs/coco/distill/best runs/coco/tuned.gallery coco \
+        --commands runs/coco/commands.txt
 """
 
 from __future__ import annotations

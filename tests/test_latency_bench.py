@@ -33,7 +33,8 @@ def test_plain_onnx_is_the_students_detector(tmp_path):
     with torch.no_grad():  # and the raw head output over every anchor matches
         _, raw = pt.bundle.student(pt._tensor(lb_img))
     x = np.ascontiguousarray(lb_img.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-    assert np.abs(ox.sess.run(None, {ox.input: x})[0] - raw[0].numpy()).max() < 0.05
+    # relative too: an untrained head decodes boxes up to ~600 px, where the fused sums differ by ~1e-4 of the value
+    np.testing.assert_allclose(ox.sess.run(None, {ox.input: x})[0], raw[0].numpy(), rtol=1e-3, atol=0.05)
 
 
 def test_worker_extra_fields():

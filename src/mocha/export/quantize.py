@@ -90,10 +90,12 @@ def quantize_detector(src: str | Path, dst: str | Path, images: list[Path], imgs
     prefix = head_prefix(model)
     excluded = decode_tail(model, prefix)
     reader = _Reader(images, imgsz, model.graph.input[0].name)
-    quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+    # reduce_range: 7-bit weights, so the u8 × s8 products cannot saturate the 16-bit sums of CPUs without VNNI
+    # (AVX2 only: measured on an AMD EPYC, mean score error 0.058 with 8-bit weights); harmless with VNNI
+    quantize_static(str(pre), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=excluded)
     pre.unlink()
     log.info("int8 detector: %d calibration images, %d head nodes kept fp32", len(images), len(excluded))
-    return {"format": "QDQ", "per_channel": True, "activations": "uint8", "weights": "int8",
+    return {"format": "QDQ", "per_channel": True, "reduce_range": True, "activations": "uint8", "weights": "int8",
             "calibration_method": "MinMax", "fp32_nodes": len(excluded)}
