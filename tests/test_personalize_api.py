@@ -195,15 +195,17 @@ def test_open_set_threshold_and_calibration(bundle):
     assert r.boxes.instance_conf[1] == 0 and r.boxes.score[1] == pytest.approx(0.8)
     assert r.boxes.instance_conf[0] == pytest.approx(calibrated(np.array([1.0]), DEFAULT_CALIBRATION)[0])
     r = p.results(np.zeros((100, 100, 3), np.uint8), lb, dets, np.stack([a * 3, b, a]), min_similarity=-0.5)
-    assert r.labels[:2] == ["A", "A"]
+    # below the threshold both mug boxes are nearest A, but one object is in one place: the more similar keeps it
+    assert r.labels[:2] == ["A", "unknown mug"] and abs(r.boxes.similarity[1]) < 1e-5
+    assert p.results(np.zeros((100, 100, 3), np.uint8), lb, dets[1:2], b[None], min_similarity=-0.5).labels == ["A"]
     # The coarse class as a prior: the can-class box whose embedding is A's is named A at similarity 1 - penalty
     # when that still clears the threshold, and stays unknown when the penalty is larger than the margin.
     p.coarse_penalty, p._by_id = 0.2, None
-    r = p.results(np.zeros((100, 100, 3), np.uint8), lb, dets, np.stack([a * 3, b, a]))
-    assert r.labels == ["A", "unknown mug", "A"] and r.boxes.similarity[2] == pytest.approx(0.8, abs=1e-5)
-    np.testing.assert_allclose(r.similarities[:, 0], [1.0, 0.0, 0.8], atol=1e-5)
+    r = p.results(np.zeros((100, 100, 3), np.uint8), lb, dets[1:], np.stack([b, a]))
+    assert r.labels == ["unknown mug", "A"] and r.boxes.similarity[1] == pytest.approx(0.8, abs=1e-5)
+    np.testing.assert_allclose(r.similarities[:, 0], [0.0, 0.8], atol=1e-5)
     p.coarse_penalty = 0.6
-    assert p.results(np.zeros((100, 100, 3), np.uint8), lb, dets, np.stack([a * 3, b, a])).labels[2] == "unknown can"
+    assert p.results(np.zeros((100, 100, 3), np.uint8), lb, dets[1:], np.stack([b, a])).labels[1] == "unknown can"
     assert calibrated(np.array([0.2, 0.5, 0.9]), {"slope": 10, "center": 0.5}).tolist() == pytest.approx(
         [1 / (1 + np.exp(3)), 0.5, 1 / (1 + np.exp(-4))], rel=1e-5)
 

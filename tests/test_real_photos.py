@@ -1,11 +1,12 @@
 """The shipped `coco` bundle on real photos it never saw: opencv-doc's cookie box, enrolled from `box.png` (the
 whole photo as its box, the coarse class left to the detector), and searched in `box_in_scene.png`.
 
-What holds today (docs/coco_bundle.md): the enrolment works without `coarse=`, NanoDet-g proposes the box in the
-scene (IoU ≥ 0.5), the open-set matcher names that proposal "cookie box", and — the close-up embedded zoomed out
-(`support_scale`) — it is the most similar of the proposals. At the shipped thresholds (calibrated on pedestrians,
-with the coarse class as a prior: the detector votes "microwave" for box.png and "book" in the scene) it is still
-`unknown`, so the issue's target of finding it with the defaults is open.
+What holds (docs/coco_bundle.md): the enrolment works without `coarse=`, NanoDet-g proposes the box in the scene
+(IoU ≥ 0.5), and — the close-up embedded zoomed out (`support_scale`) — it is the most similar of the proposals.
+With the shipped thresholds it is found and named, and nothing else is: the cookie box is outside COCO-80, the
+detector's class for it is a near tie (oven, book, microwave, keyboard on box.png; "book" in the scene), and the
+coarse prior built from those enrolment votes does not penalise "book"; one box per instance keeps the name off the
+other proposals around it.
 
 The truth box in the scene is the SIFT + RANSAC homography of box.png's corners (about [89, 160, 284, 298]).
 The photos come from Debian's opencv-doc, fetched by scripts/fetch_media.sh (scripts/test.sh runs it, so CI has
@@ -58,7 +59,7 @@ def truth() -> np.ndarray:
     return box
 
 
-def test_the_cookie_box_is_enrolled_proposed_and_named_in_the_scene(truth, tmp_path):
+def test_the_cookie_box_is_found_and_named_with_the_defaults(truth, tmp_path):
     from PIL import Image
 
     from mocha.personalize.personalizer import Personalizer
@@ -66,13 +67,17 @@ def test_the_cookie_box_is_enrolled_proposed_and_named_in_the_scene(truth, tmp_p
     w, h = Image.open(BOX).size
     with Personalizer.load(gallery=tmp_path / "me.gallery") as p:  # no bundle: the shipped `coco`
         assert p.engine.bundle_path == "coco" and len(p.names) == 80
-        report = p.enroll("cookie box", BOX, boxes=[[0, 0, w, h]])  # no coarse=: the detector votes one
-        assert report.coarse in p.names
-        r = p.detect(SCENE, min_similarity=-1.0)  # every proposal named by its nearest instance: see the docstring
-    hits = [i for i in range(len(r.boxes)) if iou(r.boxes.xyxy[i], truth) >= 0.5]
-    assert hits, f"NanoDet-g proposed no box on the cookie box ({r.boxes.xyxy.tolist()} vs {truth.tolist()})"
-    assert all(r.instance_name(i) == "cookie box" for i in hits)
-    assert all(np.isfinite(r.boxes.similarity[i]) for i in hits)
+        report = p.enroll("cookie box", BOX, boxes=[[0, 0, w, h]])  # no coarse=: the detector votes
+        assert report.coarse in p.names and "book" in [report.coarse, *report.also]
+        r = p.detect(SCENE)  # the shipped min_similarity and coarse_penalty
+        every = p.detect(SCENE, min_similarity=-1.0)
+    hits = [i for i in range(len(every.boxes)) if iou(every.boxes.xyxy[i], truth) >= 0.5]
+    assert hits, f"NanoDet-g proposed no box on the cookie box ({every.boxes.xyxy.tolist()} vs {truth.tolist()})"
+    named = [i for i in range(len(r.boxes)) if r.boxes.instance[i] >= 0]
+    assert [r.instance_name(i) for i in named] == ["cookie box"], [r.instance_name(i) for i in range(len(r.boxes))]
+    assert iou(r.boxes.xyxy[named[0]], truth) >= 0.5
+    # one box per instance, whatever the threshold: with none, still only one proposal carries the name
+    assert sum(every.boxes.instance >= 0) == 1
 
 
 def test_the_close_up_is_the_most_similar_proposal(truth):
@@ -92,14 +97,13 @@ def test_the_close_up_is_the_most_similar_proposal(truth):
 
 
 def test_the_two_readme_commands(truth, tmp_path):
-    """`mocha enroll bundle=coco ...` then `mocha detect ...`, as the README shows them."""
+    """`mocha enroll bundle=coco ...` then `mocha detect ...`, as the README shows them (the defaults)."""
     gallery, run = tmp_path / "me.gallery", tmp_path / "runs"
     env_cmd = [sys.executable, "-m", "mocha.cli"]
     subprocess.run([*env_cmd, "enroll", "bundle=coco", f"gallery={gallery}", "name=cookie box", f"source={BOX}",
                     "box=0,0,324,223"], check=True, capture_output=True, text=True)
     out = subprocess.run([*env_cmd, "detect", f"gallery={gallery}", f"source={SCENE}", f"project={run}",
-                          "name=scene", "coarse_penalty=0", "min_similarity=0.43"], check=True, capture_output=True,
-                         text=True)
+                          "name=scene"], check=True, capture_output=True, text=True)
     rows = json.loads(next((run / "scene").glob("*.json")).read_text())
     assert rows["width"] == 512 and rows["height"] == 384 and out.stdout
     named = [d for d in rows["detections"] if d["instance"] is not None]

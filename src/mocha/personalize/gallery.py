@@ -1,10 +1,11 @@
 """The persistent gallery: enrolled instances in one SQLite file, tied to the bundle that embedded them.
 
-Tables (schema version in `PRAGMA user_version`, currently 2):
+Tables (schema version in `PRAGMA user_version`, currently 3):
     meta(key, value)          format, bundle digest + path, embedding dim, created, open-set settings
     instances(name, ...)      coarse class, prototype (float32 blob), shot count, dates
     supports(id, instance...) one row per support box: source file + sha256, box (original px), where the box
-                              came from (user/detector), detector confidence, embedding blob, date
+                              came from (user/detector), detector confidence, embedding blob, date, the
+                              detector's coarse-class votes on it (JSON; NULL when the user gave the class)
 Every change is one SQLite transaction (a crash mid-enroll leaves the previous state); the file is in WAL
 mode so readers (detect) run while a writer enrolls. A new gallery is built in a temp file and renamed.
 Bad files (not SQLite, not a gallery, corrupt, locked, newer schema) raise ConfigError and are never written.
@@ -28,7 +29,7 @@ import numpy as np
 from mocha.errors import ConfigError
 
 FORMAT = "mocha-gallery"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 _SCHEMA_V1 = """
@@ -49,7 +50,12 @@ def _migrate_1_to_2(con: sqlite3.Connection) -> None:
     con.execute("UPDATE instances SET shots = (SELECT COUNT(*) FROM supports s WHERE s.instance = instances.name)")
 
 
-MIGRATIONS = {1: _migrate_1_to_2}  # from version -> function bringing it to version + 1
+def _migrate_2_to_3(con: sqlite3.Connection) -> None:
+    """v3 keeps the detector's coarse-class votes of each support (the instance's soft coarse prior)."""
+    con.execute("ALTER TABLE supports ADD COLUMN coarse_votes TEXT")
+
+
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}  # from version -> function bringing it to version + 1
 
 
 def utcnow() -> str:
@@ -67,6 +73,7 @@ class Support:
     embedding: np.ndarray  # (d,) float32
     det_conf: float | None = None
     added: str = field(default_factory=utcnow)
+    coarse_votes: dict[int, float] | None = None  # class id → confidence × IoU of the detections on the box
 
 
 @dataclass
@@ -82,6 +89,14 @@ class InstanceRecord:
     updated: str
     id: int = -1  # given at enrolment, never reused after a remove (`Results.instances`, `boxes.instance`)
     supports: list[Support] = field(default_factory=list)
+
+    def coarse_votes(self) -> dict[int, float] | None:
+        """The detector's votes summed over the loaded supports (None when none has any: a class the user gave)."""
+        votes: dict[int, float] = {}
+        for s in self.supports:
+            for c, v in (s.coarse_votes or {}).items():
+                votes[int(c)] = votes.get(int(c), 0.0) + float(v)
+        return votes or None
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "coarse": self.coarse_name, "coarse_id": self.coarse,
@@ -308,13 +323,15 @@ class Gallery:
                    for r in rows]
             if supports:
                 by_name = {rec.name: rec for rec in out}
-                for r in self._read("SELECT instance, source, sha256, box, box_source, embedding, det_conf, added "
-                                    "FROM supports ORDER BY id"):
+                for r in self._read("SELECT instance, source, sha256, box, box_source, embedding, det_conf, added, "
+                                    "coarse_votes FROM supports ORDER BY id"):
                     box = json.loads(r[3])
                     if not isinstance(box, list) or len(box) != 4 or not all(isinstance(v, int | float) for v in box):
                         raise ValueError(f"support box {r[3]!r}")
                     det_conf = None if r[6] is None else float(r[6])
-                    by_name[r[0]].supports.append(Support(r[1], r[2], box, r[4], _vector(r[5], dim), det_conf, r[7]))
+                    votes = None if r[8] is None else {int(c): float(v) for c, v in json.loads(r[8]).items()}
+                    by_name[r[0]].supports.append(Support(r[1], r[2], box, r[4], _vector(r[5], dim), det_conf, r[7],
+                                                          votes))
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"{self.path}: gallery rows are corrupt ({type(exc).__name__}: {exc}); "
                               "it was left untouched") from None
@@ -356,10 +373,12 @@ class Gallery:
                         (_blob(proto), len(embs), now, name))
 
     def _insert_support(self, con: sqlite3.Connection, name: str, s: Support) -> None:
-        con.execute("INSERT INTO supports(instance, source, sha256, box, box_source, det_conf, embedding, added) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        votes = None if s.coarse_votes is None else json.dumps({str(int(c)): float(v)
+                                                                for c, v in s.coarse_votes.items()})
+        con.execute("INSERT INTO supports(instance, source, sha256, box, box_source, det_conf, embedding, added, "
+                    "coarse_votes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (name, s.source, s.sha256, json.dumps([float(x) for x in s.box]), s.box_source,
-                     None if s.det_conf is None else float(s.det_conf), _blob(s.embedding), s.added))
+                     None if s.det_conf is None else float(s.det_conf), _blob(s.embedding), s.added, votes))
 
     def remove(self, name: str) -> None:
         """Forget an instance and its supports (ConfigError if unknown)."""
@@ -386,6 +405,7 @@ def _init_schema(con: sqlite3.Connection, meta: dict[str, str]) -> None:
         if stmt.strip():
             con.execute(stmt)
     _migrate_1_to_2(con)
+    _migrate_2_to_3(con)
     con.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(meta.items()))
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     con.execute("COMMIT")

@@ -46,20 +46,53 @@ def unit_prototypes(learner: Any, dim: int) -> np.ndarray:
     return p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
 
 
+def coarse_prior(coarse: int, votes: dict[int, float] | None, n_classes: int) -> np.ndarray:
+    """An instance's weight on every coarse class, (n_classes,) in [0, 1]: 1 on its own class; with the
+    detector's enrolment votes (class → summed confidence × IoU of the detections on its boxes), each voted class
+    in proportion to the instance's own. An object outside the detector's vocabulary gets near-equal votes for
+    several classes (opencv-doc box.png: book 0.26, oven 0.26, microwave 0.23, keyboard 0.23), so a box of any of
+    them is hardly penalised; a class the user gave (no votes) is the only one."""
+    w = np.zeros(n_classes, np.float32)
+    top = float((votes or {}).get(int(coarse), 0.0))
+    if top > 0:
+        for c, v in (votes or {}).items():
+            if 0 <= int(c) < n_classes:
+                w[int(c)] = min(1.0, max(0.0, float(v) / top))
+    w[int(coarse)] = 1.0
+    return w
+
+
 def prior_similarities(embeddings: np.ndarray, protos: np.ndarray, box_coarse: np.ndarray,
-                       inst_coarse: np.ndarray, penalty: float) -> np.ndarray:
+                       inst_coarse: np.ndarray, penalty: float, inst_prior: np.ndarray | None = None) -> np.ndarray:
     """(n, K) cosine similarity of each box to each unit prototype, minus `penalty` where the instance's coarse
-    class is not the box's; with penalty=inf those entries are -1 (never named)."""
+    class is not the box's; with penalty=inf those entries are -1 (never named). `inst_prior` (K, n_classes),
+    rows of `coarse_prior`: the penalty is scaled by 1 - the instance's weight on the box's class (penalty=inf
+    still searches the instance's own class only)."""
     e = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1) if len(embeddings) else \
         np.zeros((0, protos.shape[1]), np.float32)
     e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
     sim = e @ protos.T
-    other = np.asarray(box_coarse, np.int64)[:, None] != np.asarray(inst_coarse, np.int64)[None, :]
+    box_coarse = np.asarray(box_coarse, np.int64)
+    other = box_coarse[:, None] != np.asarray(inst_coarse, np.int64)[None, :]
     if np.isinf(penalty):
         sim[other] = -1.0
-    else:
+    elif inst_prior is None:
         sim[other] -= np.float32(penalty)
+    else:
+        sim -= np.float32(penalty) * (1.0 - np.asarray(inst_prior, np.float32)[:, box_coarse].T)
     return sim.astype(np.float32)
+
+
+def one_box_per_instance(named: np.ndarray, sim: np.ndarray) -> np.ndarray:
+    """`named` with every instance kept only on its most similar box of the image (the others -1): a personal
+    object is in one place at a time, and the detector's overlapping boxes of other classes, or the whole scene
+    around it, must not carry its name too. Independent of the threshold applied after it."""
+    named = np.asarray(named, np.int64).copy()
+    s = np.nan_to_num(np.asarray(sim, np.float64), nan=-np.inf)
+    for k in np.unique(named[named >= 0]):
+        rows = np.flatnonzero(named == k)
+        named[np.delete(rows, int(np.argmax(s[rows])))] = -1
+    return named
 
 
 def identify(learner: Any, protos: np.ndarray, embeddings: np.ndarray,

@@ -5,7 +5,8 @@ Per episode (seeded), a fraction of the split's instances is enrolled from its s
 impostors. On every query image each ground-truth box is paired with the detection of highest IoU (≥ `match_iou`,
 one detection per box). A genuine trial (an enrolled instance's box) is accepted when that detection is named as
 that instance, at similarity ≥ the threshold; an impostor trial (a non-enrolled instance's box) is a false accept
-when it is named as any enrolled instance. Boxes the detector missed are counted apart (`missed`), not as rejects.
+when it is named as any enrolled instance. As when detecting, each instance names at most one box per image.
+Boxes the detector missed are counted apart (`missed`), not as rejects.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mocha.personalize.boxes import iou_one
-from mocha.personalize.matching import DEFAULT_COARSE_PENALTY, identify
+from mocha.personalize.matching import DEFAULT_COARSE_PENALTY, identify, one_box_per_instance
 from mocha.personalize.tuning import DetectionCache, episode_learner
 
 
@@ -44,6 +45,7 @@ def open_set_trials(engine: Any, data: str | Path, shots: int = 1, episodes: int
         for i in ep.query:
             c = cache.get(i)
             idx, sim = identify(learner, protos, c["embs"], c["dets"][:, 5], float(coarse_penalty))
+            idx = one_box_per_instance(idx, sim)  # the deployed rule (`Personalizer.results`)
             used: set[int] = set()
             for box, inst in zip(c["gt"], c["inst"], strict=True):
                 ious = iou_one(box, c["boxes"]) if len(c["boxes"]) else np.zeros(0)

@@ -9,7 +9,9 @@
 Student and translator stay frozen: enrolling stores support embeddings and a prototype in the gallery,
 nothing is retrained. A detected box is compared with every prototype; the detector's coarse class is a
 prior, not a filter: instances of another class lose `coarse_penalty` of cosine similarity (inf: only the
-box's own class is searched, the SPEC's conditional learner). The best similarity is the open-set signal:
+box's own class is searched, the SPEC's conditional learner), scaled down for the classes the detector also
+voted for at enrolment (`coarse_prior`: an object outside its vocabulary gets several). Each instance names at
+most one box per image, its most similar. The best similarity is the open-set signal:
 below `min_similarity` the box is reported as `unknown <coarse>` (instance id -1). The instance score maps similarity
 to a probability with a logistic calibration (`calibration = {"slope", "center"}`, fitted by `mocha gallery tune`).
 Tracking reuses the same threshold: `min_similarity` is the identity rule's "not enrolled" option (`none_sim`).
@@ -20,7 +22,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,9 @@ from mocha.personalize.matching import (
     DEFAULT_MIN_SIMILARITY,
     DEFAULT_SUPPORT_SCALE,
     calibrated,
+    coarse_prior,
     identify,
+    one_box_per_instance,
     prior_similarities,
     unit_prototypes,
 )
@@ -52,14 +56,29 @@ class EnrollReport:
     name: str
     coarse: str
     shots: list[dict[str, Any]]
+    also: list[str] = field(default_factory=list)  # other classes the detector voted for (the soft coarse prior)
 
     def lines(self) -> list[str]:
-        out = [f"enrolled {self.name!r} ({self.coarse}) with {len(self.shots)} shot(s):"]
+        also = f"; the detector also saw {', '.join(self.also)}" if self.also else ""
+        out = [f"enrolled {self.name!r} ({self.coarse}{also}) with {len(self.shots)} shot(s):"]
         for s in self.shots:
             how = "your box" if s["box_source"] == "user" else f"detector's best box (conf {s['det_conf']:.2f})"
             zoom = f", embedded zoomed out ×{s['zoom']:.2f}" if s.get("zoom", 1.0) < 1.0 else ""
             out.append(f"  {s['source']}: {how} {[round(v, 1) for v in s['box']]}{zoom}")
         return out
+
+
+def box_votes(lb_box: np.ndarray, dets: np.ndarray, min_iou: float = 0.3) -> dict[int, float]:
+    """The detector's coarse-class votes for one support box: per class, the highest confidence × IoU of its
+    detections overlapping the box by ≥ `min_iou` (letterboxed pixels)."""
+    out: dict[int, float] = {}
+    if not len(dets):
+        return out
+    ious = iou_one(np.asarray(lb_box, np.float32), dets[:, :4])
+    for j in np.flatnonzero(ious >= min_iou):
+        c, v = int(dets[j, 5]), float(dets[j, 4]) * float(ious[j])
+        out[c] = max(out.get(c, 0.0), v)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- personalizer
@@ -105,11 +124,13 @@ class Personalizer:
         self.support_scale = float(support_scale)
         self.learner = ConditionalLearner(fallback="drop")
         self._ids: dict[str, int] = {}  # instance name → the gallery's instance id
+        self._votes: dict[str, dict[int, float] | None] = {}  # instance name → the detector's enrolment votes
         for rec in gallery.instances(supports=True):
             self.learner.add(rec.name, rec.coarse, np.stack([s.embedding for s in rec.supports]))
             self._ids[rec.name] = rec.id
+            self._votes[rec.name] = rec.coarse_votes()
         self._protos: np.ndarray | None = None
-        self._by_id: tuple[list[int], np.ndarray, np.ndarray] | None = None
+        self._by_id: tuple[list[int], np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def load(
@@ -185,6 +206,7 @@ class Personalizer:
         if name in self.learner:  # absent when another process enrolled it after we loaded
             self.learner.remove(name)
         self._ids.pop(name, None)
+        self._votes.pop(name, None)
         self._protos = self._by_id = None
 
     def coarse_id(self, coarse: int | str) -> int:
@@ -227,6 +249,7 @@ class Personalizer:
             if want is not None and want != have:
                 raise ConfigError(f"instance {name!r} is enrolled as {self.names[have]!r}, not {self.names[want]!r}")
             want = have
+        user_coarse = coarse is not None
         shots, votes = [], np.zeros(len(self.names))
         for img_in, box in zip(imgs, per_image, strict=True):
             img, source, sha = read_image(img_in)
@@ -239,11 +262,6 @@ class Personalizer:
                 emb, zoom = self._support_embedding(lb_img, lb_box)
                 shot = {"source": source, "sha256": sha, "box": b.tolist(), "box_source": "user", "det_conf": None,
                         "zoom": zoom, "embedding": emb}
-                if len(dets):  # the coarse class of the detection that best overlaps the user's box
-                    ious = iou_one(lb_box, dets[:, :4])
-                    j = int(ious.argmax())
-                    if ious[j] >= 0.3:
-                        votes[int(dets[j, 5])] += float(dets[j, 4]) * ious[j]
             else:
                 cand = np.arange(len(dets)) if want is None else np.flatnonzero(dets[:, 5].astype(int) == want)
                 if len(cand) == 0:
@@ -253,9 +271,14 @@ class Personalizer:
                 j = int(cand[np.argmax(dets[cand, 4])])
                 b = lb.to_original(dets[j, :4][None])[0]
                 votes[int(dets[j, 5])] += float(dets[j, 4])
-                emb, zoom = self._support_embedding(lb_img, dets[j, :4], embs[j])
+                lb_box = dets[j, :4]
+                emb, zoom = self._support_embedding(lb_img, lb_box, embs[j])
                 shot = {"source": source, "sha256": sha, "box": b.tolist(), "box_source": "detector",
                         "det_conf": float(dets[j, 4]), "zoom": zoom, "embedding": emb}
+            shot_votes = box_votes(lb_box, dets)
+            for c, v in shot_votes.items():
+                votes[c] += v
+            shot["coarse_votes"] = None if user_coarse else shot_votes
             shots.append(shot)
         if want is None:
             if not votes.any():
@@ -263,12 +286,22 @@ class Personalizer:
                                   "overlaps the boxes); give coarse=...")
             want = int(votes.argmax())
         supports = [Support(s["source"], s["sha256"], s["box"], s["box_source"],
-                            np.asarray(s["embedding"], np.float32), s["det_conf"]) for s in shots]
+                            np.asarray(s["embedding"], np.float32), s["det_conf"], coarse_votes=s["coarse_votes"])
+                    for s in shots]
         self.gallery.add(name, want, self.names[want], supports, append=append)
         self.learner.add(name, want, np.stack([s.embedding for s in supports]))
         self._ids[name] = next(r.id for r in self.gallery.instances() if r.name == name)
+        merged = dict(self._votes.get(name) or {}) if append else {}
+        for s in supports:
+            for c, v in (s.coarse_votes or {}).items():
+                merged[c] = merged.get(c, 0.0) + v
+        self._votes[name] = merged or None
         self._protos = self._by_id = None
-        return EnrollReport(name, self.names[want], [{k: v for k, v in s.items() if k != "embedding"} for s in shots])
+        prior = coarse_prior(want, self._votes[name], len(self.names))
+        also = [self.names[c] for c in np.argsort(-prior, kind="stable") if c != want and prior[c] >= 0.5]
+        return EnrollReport(name, self.names[want], [{k: v for k, v in s.items() if k not in ("embedding",
+                                                                                            "coarse_votes")}
+                                                     for s in shots], also)
 
     def _support_embedding(self, lb_img: np.ndarray, lb_box: np.ndarray,
                            emb: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -294,23 +327,27 @@ class Personalizer:
         """The enrolled instances' gallery ids, increasing: the column order of `Results.similarities`."""
         return sorted(self._ids.values())
 
-    def _gallery_matrix(self) -> tuple[list[int], np.ndarray, np.ndarray]:
-        """(gallery ids, their unit prototypes (K, dim), their coarse ids (K,)), cached until the gallery changes."""
+    def _gallery_matrix(self) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+        """(gallery ids, their unit prototypes (K, dim), their coarse ids (K,), their coarse priors (K, classes)),
+        cached until the gallery changes."""
         if self._by_id is None:
             order = self.learner.instances()  # names, in prototype order
             row = {self._ids[name]: j for j, name in enumerate(order)}
             ids = self.gallery_ids
             protos = self._prototypes()[[row[i] for i in ids]] if ids else np.zeros((0, self.engine.dim), np.float32)
             coarse = np.array([self.learner.coarse_of(order[row[i]]) for i in ids], np.int64)
-            self._by_id = (ids, protos, coarse)
+            prior = np.stack([coarse_prior(c, self._votes.get(order[row[i]]), len(self.names))
+                              for i, c in zip(ids, coarse, strict=True)]) if ids else \
+                np.zeros((0, len(self.names)), np.float32)
+            self._by_id = (ids, protos, coarse, prior)
         return self._by_id
 
     def similarities(self, embeddings: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         """(n, K) similarity of each box to every enrolled instance (columns: `gallery_ids`): cosine, minus
-        `coarse_penalty` for instances of another coarse class than the box (-1 there when the penalty is inf:
-        the conditional learner never names them)."""
-        _, protos, inst_coarse = self._gallery_matrix()
-        return prior_similarities(embeddings, protos, coarse, inst_coarse, self.coarse_penalty)
+        `coarse_penalty` for instances of another coarse class than the box, scaled by their coarse prior (-1
+        there when the penalty is inf: the conditional learner never names them)."""
+        _, protos, inst_coarse, prior = self._gallery_matrix()
+        return prior_similarities(embeddings, protos, coarse, inst_coarse, self.coarse_penalty, prior)
 
     def identify(self, embeddings: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest instance index (into learner.instances(); -1 none) and its similarity (NaN none) per box."""
@@ -358,6 +395,7 @@ class Personalizer:
         else:  # the best column of the (penalised) similarity matrix: computed once for naming and tracking
             col = sims.argmax(axis=1) if len(sims) else np.zeros(0, np.int64)
             named, sim = ids[col], sims[np.arange(len(sims)), col].astype(np.float32)
+        named = one_box_per_instance(named, sim)
         known = (named >= 0) & (sim >= thr)
         instance = np.where(known, named, -1).astype(np.int64)
         inst_conf = np.where(known, calibrated(sim, self.calibration), 0.0).astype(np.float32)
