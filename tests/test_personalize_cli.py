@@ -206,3 +206,11 @@ def test_gallery_openset_on_a_tiny_world(tmp_path, capsys):
     far = [r["far"] for r in rep["table"]]
     frr = [r["frr"] for r in rep["table"]]
     assert far == sorted(far, reverse=True) and frr == sorted(frr)
+    # every box on its own: the same trials; one box per instance only ever takes names away
+    run(["gallery", "openset", f"bundle={bundle}", f"data={world}", "episodes=2", "conf=0.0", "one_box=false",
+         f"out={tmp_path / 'per_box.json'}"], capsys)
+    per_box = json.loads((tmp_path / "per_box.json").read_text())
+    assert rep["one_box"] is True and per_box["one_box"] is False
+    assert all(a["genuine"] == b["genuine"] and a["impostor"] == b["impostor"] and a["far"] <= b["far"]
+               and a["frr"] >= b["frr"] for a, b in zip(rep["table"], per_box["table"], strict=True))
+    assert any(a["far"] < b["far"] or a["frr"] > b["frr"] for a, b in zip(rep["table"], per_box["table"], strict=True))

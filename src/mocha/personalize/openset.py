@@ -23,9 +23,10 @@ from mocha.personalize.tuning import DetectionCache, episode_learner
 
 def open_set_trials(engine: Any, data: str | Path, shots: int = 1, episodes: int = 20, seed: int = 0,
                     enrol_fraction: float = 0.5, conf: float = 0.1, iou: float = 0.6, max_det: int = 300,
-                    coarse_penalty: float = DEFAULT_COARSE_PENALTY, match_iou: float = 0.5,
+                    coarse_penalty: float = DEFAULT_COARSE_PENALTY, match_iou: float = 0.5, one_box: bool = True,
                     progress: bool = True) -> dict[str, Any]:
-    """Genuine and impostor trials (similarity of the named instance, whether it was the right one)."""
+    """Genuine and impostor trials (similarity of the named instance, whether it was the right one). `one_box`:
+    each instance names at most one box per image, as `Personalizer.detect` does (False: every box on its own)."""
     from mocha.core.progress import progress as bar
     from mocha.data import load_dataset, load_episodes, read_split
 
@@ -45,7 +46,8 @@ def open_set_trials(engine: Any, data: str | Path, shots: int = 1, episodes: int
         for i in ep.query:
             c = cache.get(i)
             idx, sim = identify(learner, protos, c["embs"], c["dets"][:, 5], float(coarse_penalty))
-            idx = one_box_per_instance(idx, sim)  # the deployed rule (`Personalizer.results`)
+            if one_box:
+                idx = one_box_per_instance(idx, sim)  # the deployed rule (`Personalizer.results`)
             used: set[int] = set()
             for box, inst in zip(c["gt"], c["inst"], strict=True):
                 ious = iou_one(box, c["boxes"]) if len(c["boxes"]) else np.zeros(0)
@@ -63,7 +65,8 @@ def open_set_trials(engine: Any, data: str | Path, shots: int = 1, episodes: int
                 else:
                     impostor.append(s)
     return {"genuine": genuine, "impostor": impostor, "missed": missed, "split": split, "episodes": len(eps),
-            "shots": shots, "enrol_fraction": enrol_fraction, "coarse_penalty": float(coarse_penalty)}
+            "shots": shots, "enrol_fraction": enrol_fraction, "coarse_penalty": float(coarse_penalty),
+            "one_box": bool(one_box)}
 
 
 def rates_at(trials: dict[str, Any], threshold: float) -> dict[str, float]:

@@ -164,6 +164,8 @@ class OpenSetConfig(Config):
     min_similarity: float | None = option(None, help="the operating point to report", ge=-1, le=1,
                                           default_text="the bundle's, else 0.0")
     coarse_penalty: float | None = coarse_penalty_option()
+    one_box: bool = option(True, help="each instance names at most one box per image, as detect does (false: "
+                                      "every box on its own)")
     out: Path | None = option(None, help="also write the table and trials' summary to this JSON")
     device: str = option("", help="'' = CUDA if present else cpu")
     progress: bool = option(True, help="progress bar (a line every few seconds when not on a terminal)")
@@ -181,11 +183,11 @@ def open_set(cfg: OpenSetConfig) -> dict[str, Any]:
         engine, penalty, threshold = p.engine, p.coarse_penalty, p.min_similarity
     trials = open_set_trials(engine, cfg.data, shots=cfg.shots, episodes=cfg.episodes, seed=cfg.seed,
                              enrol_fraction=cfg.enrol_fraction, conf=cfg.conf, coarse_penalty=float(penalty),
-                             progress=cfg.progress)
+                             one_box=cfg.one_box, progress=cfg.progress)
     out = {"data": str(cfg.data), "bundle": str(cfg.bundle), "split": trials["split"], "shots": cfg.shots,
            "episodes": trials["episodes"], "enrol_fraction": cfg.enrol_fraction, "coarse_penalty": float(penalty),
-           "missed": trials["missed"], "table": rate_table(trials), "equal_error": equal_error_threshold(trials),
-           "at_default": rates_at(trials, float(threshold))}
+           "one_box": cfg.one_box, "missed": trials["missed"], "table": rate_table(trials),
+           "equal_error": equal_error_threshold(trials), "at_default": rates_at(trials, float(threshold))}
     for row in out["table"]:
         print(f"min_similarity {row['min_similarity']:+.2f}  FAR {row['far']:.3f}  FRR {row['frr']:.3f}")
     eer, at = out["equal_error"], out["at_default"]
