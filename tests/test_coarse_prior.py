@@ -85,6 +85,10 @@ def test_personalizer_prior_survives_a_reload(tmp_path):
         p.enroll("given", img, boxes=[[10, 10, 90, 90]], coarse="ball")  # the user's class: no votes
         _, _, _, prior = p._gallery_matrix()
         votes = p.gallery.get("thing").supports[0].coarse_votes
+        auto = p.enroll("auto", img)  # the detector's best box votes once, with its confidence (IoU 1 with itself)
+        auto_votes = p.gallery.get("auto").supports[0].coarse_votes
+        assert auto_votes[p.names.index(auto.coarse)] == pytest.approx(auto.shots[0]["det_conf"], rel=1e-5)
+        p.remove("auto")
         assert votes and p.names.index(voted.coarse) in votes and p.gallery.get("given").coarse_votes() is None
         r = p.detect(img, min_similarity=-1.0)
     assert voted.coarse in p.names and prior[1].tolist() == [0.0, 1.0, 0.0]

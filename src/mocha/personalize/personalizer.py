@@ -270,8 +270,7 @@ class Personalizer:
                                     "give a box (box=x1,y1,x2,y2)")
                 j = int(cand[np.argmax(dets[cand, 4])])
                 b = lb.to_original(dets[j, :4][None])[0]
-                votes[int(dets[j, 5])] += float(dets[j, 4])
-                lb_box = dets[j, :4]
+                lb_box = dets[j, :4]  # it votes below with its confidence (IoU 1 with itself)
                 emb, zoom = self._support_embedding(lb_img, lb_box, embs[j])
                 shot = {"source": source, "sha256": sha, "box": b.tolist(), "box_source": "detector",
                         "det_conf": float(dets[j, 4]), "zoom": zoom, "embedding": emb}
