@@ -76,6 +76,15 @@ class Support:
     coarse_votes: dict[int, float] | None = None  # class id → confidence × IoU of the detections on the box
 
 
+def summed_votes(supports: list[Support], start: dict[int, float] | None = None) -> dict[int, float] | None:
+    """`start` plus the coarse-class votes of `supports`, per class (None when there are none)."""
+    votes = dict(start or {})
+    for s in supports:
+        for c, v in (s.coarse_votes or {}).items():
+            votes[int(c)] = votes.get(int(c), 0.0) + float(v)
+    return votes or None
+
+
 @dataclass
 class InstanceRecord:
     """An enrolled instance as stored (supports loaded on demand)."""
@@ -92,11 +101,7 @@ class InstanceRecord:
 
     def coarse_votes(self) -> dict[int, float] | None:
         """The detector's votes summed over the loaded supports (None when none has any: a class the user gave)."""
-        votes: dict[int, float] = {}
-        for s in self.supports:
-            for c, v in (s.coarse_votes or {}).items():
-                votes[int(c)] = votes.get(int(c), 0.0) + float(v)
-        return votes or None
+        return summed_votes(self.supports)
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "coarse": self.coarse_name, "coarse_id": self.coarse,

@@ -32,7 +32,7 @@ from mocha.data.images import letterbox, zoom_out
 from mocha.errors import ConfigError, DataError
 from mocha.personalize.boxes import box_list, check_box, iou_one
 from mocha.personalize.engine import load_engine
-from mocha.personalize.gallery import Gallery, Support
+from mocha.personalize.gallery import Gallery, Support, summed_votes
 from mocha.personalize.matching import (
     DEFAULT_CALIBRATION,
     DEFAULT_COARSE_PENALTY,
@@ -290,11 +290,7 @@ class Personalizer:
         self.gallery.add(name, want, self.names[want], supports, append=append)
         self.learner.add(name, want, np.stack([s.embedding for s in supports]))
         self._ids[name] = next(r.id for r in self.gallery.instances() if r.name == name)
-        merged = dict(self._votes.get(name) or {}) if append else {}
-        for s in supports:
-            for c, v in (s.coarse_votes or {}).items():
-                merged[c] = merged.get(c, 0.0) + v
-        self._votes[name] = merged or None
+        self._votes[name] = summed_votes(supports, self._votes.get(name) if append else None)
         self._protos = self._by_id = None
         prior = coarse_prior(want, self._votes[name], len(self.names))
         also = [self.names[c] for c in np.argsort(-prior, kind="stable") if c != want and prior[c] >= 0.5]
