@@ -99,3 +99,19 @@ def test_personalizer_prior_survives_a_reload(tmp_path):
     assert np.allclose(again.similarities, r.similarities)
     named = r.boxes.instance[r.boxes.instance >= 0]
     assert len(named) == len(set(named.tolist())) <= 2  # one box per instance, even with no threshold
+
+
+def test_corrupt_votes_are_one_clear_error(tmp_path):
+    from mocha.errors import ConfigError
+
+    path = tmp_path / "g.gallery"
+    g = Gallery.create(path, "d", None, 2)
+    g.add("a", 0, "a", [Support("x", "y", [0, 0, 1, 1], "user", np.ones(2, np.float32), coarse_votes={0: 1.0})])
+    g.close()
+    for bad in ("[1, 2]", "{not json", '{"x": 1}'):
+        con = sqlite3.connect(path)
+        con.execute("UPDATE supports SET coarse_votes = ?", (bad,))
+        con.commit()
+        con.close()
+        with Gallery(path) as g, pytest.raises(ConfigError, match="gallery rows are corrupt"):
+            g.instances(supports=True)

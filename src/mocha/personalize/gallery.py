@@ -337,7 +337,7 @@ class Gallery:
                     votes = None if r[8] is None else {int(c): float(v) for c, v in json.loads(r[8]).items()}
                     by_name[r[0]].supports.append(Support(r[1], r[2], box, r[4], _vector(r[5], dim), det_conf, r[7],
                                                           votes))
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # AttributeError: votes not a JSON object
             raise ConfigError(f"{self.path}: gallery rows are corrupt ({type(exc).__name__}: {exc}); "
                               "it was left untouched") from None
         return out
