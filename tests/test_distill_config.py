@@ -22,6 +22,7 @@ from mocha.errors import ConfigError
         ({"betas": "0.9,1.5"}, "betas=1.5: must be < 1"),
         ({"det_every": -1}, "det_every=-1: must be >= 0"),
         ({"exist_ok": True}, "exist_ok=true: conflicts with resume=true"),
+        ({"branch_light": True}, "branch_light=true: needs an embedding branch"),
         ({"progress": "maybe"}, "progress='maybe': expected true or false"),
     ],
 )

@@ -137,7 +137,7 @@ def test_cli_detect_with_onnx_backend(exported, tmp_path, monkeypatch):
 
 
 def test_export_pooling_is_the_models_pooling():
-    """The embedder's channel-last pooling (faster in onnxruntime) gives exactly mocha.models.pooling's box means."""
+    """The embedder's pooling (one matrix product, faster in onnxruntime) gives mocha.models.pooling's box means."""
     import torch
 
     from mocha.export.onnx_export import pool_one_image
@@ -147,7 +147,8 @@ def test_export_pooling_is_the_models_pooling():
     feat = torch.randn(1, 16, 20, 24, generator=g) * 30
     boxes = torch.tensor([[0, 0, 192, 160], [3.5, 7.25, 50, 60], [100, 100, 101, 101], [150, 20, 191, 159]])
     ref = pool_level(feat, boxes, torch.zeros(4, dtype=torch.long), 8.0)
-    assert torch.equal(pool_one_image(feat, boxes, 8.0), ref)
+    got = pool_one_image(feat, boxes, 8.0)
+    assert got.shape == ref.shape and torch.allclose(got, ref, rtol=1e-5, atol=1e-5 * feat.abs().max().item())
 
 
 def test_a_grid_pooled_bundle_exports_with_parity(tmp_path):

@@ -29,9 +29,9 @@ def original() -> NanoDetStudent:
     return load_shipped().eval()
 
 
-def branched(k: int = 1) -> NanoDetStudent:
+def branched(k: int = 1, light: bool = False) -> NanoDetStudent:
     m = load_shipped()
-    m.add_embedding_branch(k)
+    m.add_embedding_branch(k, light=light)
     return m.eval()
 
 
@@ -68,6 +68,40 @@ def test_a_moved_branch_changes_the_maps_never_the_detections(original, tmp_path
     assert isinstance(back, NanoDetStudent) and back.branch_stages == 2 and back.weights_digest() == m.weights_digest()
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(back.eval()(x)[0], f1, strict=True))
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_light_branch_is_the_full_branch_with_shared_parts(original, tmp_path, k):
+    """branch_light: the maps equal those of a full branch whose copied input conv and unchanged laterals are the
+    detector's (the neck is linear after its laterals), only the copied parts train, and it saves and loads."""
+    x = bus(256)[None]
+    m = branched(k, light=True)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(original(x)[0], m(x)[0], strict=True))  # a new branch: no change
+        for p in (*m.embed_stages.parameters(), *m.embed_laterals.parameters()):
+            p.mul_(1.1)
+    full = branched(k)
+    with torch.no_grad():
+        for name, p in full.embed_stages.named_parameters():
+            if not name.startswith("0.in_conv."):
+                p.copy_(dict(m.embed_stages.named_parameters())[name])
+        for key, lateral in m.embed_laterals.items():
+            full.embed_neck.lateral[int(key)].load_state_dict(lateral.state_dict())
+        fl, fm = full(x)[0], m(x)[0]
+        d0, _ = original.detect(x)
+        d1, _ = m.detect(x)
+    assert max((a - b).abs().max().item() for a, b in zip(fl, fm, strict=True)) < 1e-4
+    assert max((a - b).abs().max().item() for a, b in zip(original(x)[0], fm, strict=True)) > 1e-3
+    assert torch.equal(d0[0], d1[0])
+    assert sorted(m.embed_laterals) == [str(i) for i in range(3 - k, 3)]  # the levels the branch changes
+    trainable = {n for n, p in m.named_parameters() if p.requires_grad}
+    assert all(n.startswith(("embed_stages.", "embed_laterals.")) for n in trainable)
+    assert not any(n.startswith("embed_stages.0.in_conv.") for n, _ in m.named_parameters())
+    m.save(tmp_path / "s.safetensors")
+    back = Student.load(tmp_path / "s.safetensors")
+    assert back.branch_light and back.branch_stages == k and back.weights_digest() == m.weights_digest()
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(back.eval()(x)[0], fm, strict=True))
 
 
 def test_bad_branch_requests_are_one_clear_error(original):
@@ -109,12 +143,13 @@ def test_distill_refuses_a_branch_on_a_yolo_student():
     assert m.branch_stages == 2
 
 
-def test_a_branched_bundle_exports_to_onnx_with_the_same_boxes_and_embeddings(tmp_path):
+@pytest.mark.parametrize("light", [False, True])
+def test_a_branched_bundle_exports_to_onnx_with_the_same_boxes_and_embeddings(tmp_path, light):
     from mocha.teacher.pca import PCAArtifact
     from tests.test_export_parity import photos
 
     g = torch.Generator().manual_seed(3)
-    m = branched(1)
+    m = branched(1, light=light)
     with torch.no_grad():
         for p in m.embed_stages.parameters():
             p.add_(0.01 * torch.randn(p.shape, generator=g))

@@ -97,6 +97,9 @@ class DistillConfig(Config):
     branch: int = option(0, help="nanodet-g: pool regions from an embedding branch, a trainable copy of the last N "
                          "CSP stages and the neck, while the detector stays exactly as loaded (0: its own maps)",
                          ge=0, le=4)
+    branch_light: bool = option(False, help="with branch=: copy less (the first copied stage keeps the detector's "
+                                "strided input conv; the neck only at the levels the branch changes, added to the "
+                                "detector's maps) — a cheaper second pass")
     translator_init: str | None = option(None, help="translator start: random (SPEC) | ridge (closed-form ridge "
                                          "regression from the frozen student's region features to the targets; "
                                          "mocha.distill.ridge)", choices=TRANSLATOR_INITS,
@@ -143,6 +146,8 @@ class DistillConfig(Config):
         if self.epochs == 0 and self.translator_init != "ridge":
             raise ConfigError("epochs=0: nothing would be trained; give epochs >= 1, or translator_init=ridge for "
                               "the closed-form translator alone")
+        if self.branch_light and not self.branch:
+            raise ConfigError("branch_light=true: needs an embedding branch to make light (branch=1 or more)")
         if self.resume and self.exist_ok:
             raise ConfigError("exist_ok=true: conflicts with resume=true (start over or continue, not both)")
 

@@ -47,13 +47,14 @@ def train(
         dist.close()
 
 
-def attach_branch(student: Student, stages: int, name: str) -> None:
-    """`branch=`: give the student an embedding branch of `stages` CSP stages (unless it already carries one)."""
+def attach_branch(student: Student, stages: int, name: str, light: bool = False) -> None:
+    """`branch=`: give the student an embedding branch of `stages` CSP stages (unless it already carries one);
+    `branch_light=`: the cheaper branch (mocha.models.nanodet)."""
     if not hasattr(student, "add_embedding_branch"):
         raise ConfigError(f"branch={stages}: only nanodet-g has an embedding branch; {name} pools its own maps "
                           "(branch=0)")
     if not getattr(student, "detector_frozen", False):  # e.g. a branched bundle given as the student
-        student.add_embedding_branch(stages)
+        student.add_embedding_branch(stages, light=light)
 
 
 def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None = None) -> Path:
@@ -72,7 +73,7 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
             f"({cfg.data})"
         )
     if cfg.branch:
-        attach_branch(student, cfg.branch, str(cfg.student))
+        attach_branch(student, cfg.branch, str(cfg.student), cfg.branch_light)
     pca = open_pca(cfg.pca)
     train_data, val_data, notes = load_splits(cfg, spec, pca)
     return train(cfg, student, train_data, val_data, pca=pca, callback=callback, notes=notes)

@@ -3,7 +3,7 @@
     detector.onnx   images (1,3,S,S) float [0,1] → pred (1, 4+nc, A) decoded xywh + class scores (all anchors),
                     p3, p4, p5 (the maps feeding the head)
     embedder.onnx   p3, p4, p5 + boxes (N,4) xyxy letterboxed pixels → embeddings (N, d_t)
-                    (the exact box-mean pooling of mocha.models.pooling, channel-last, + the translator)
+                    (the box-mean pooling of mocha.models.pooling as one matrix product, + the translator)
     export.json     format, bundle digest/path, class names, imgsz, strides, dims, opset, versions, the sha256
                     of each graph (a manifest copied beside other graphs is refused), int8 (null, or how the
                     detector was quantized and on which calibration images: mocha.export.quantize)
@@ -85,19 +85,19 @@ class ExportTranslator(nn.Module):
 
 
 def pool_one_image(feat: Tensor, boxes: Tensor, stride: float) -> Tensor:
-    """`mocha.models.pooling.pool_level` for the one image of an export, channel-last: the same cells and float64
-    sums (identical output), but the map is transposed in float32 before the cast and the cumsums run along
-    contiguous rows, which halves the embedder's time in onnxruntime (8.2 → 3.8 ms at 640², 1 thread)."""
+    """`mocha.models.pooling.pool_level` for the one image of an export, as one matrix product: each box's mean
+    is its (rows × columns) cell mask, divided by its area, times the map — the same cells (`box_cells`), float32
+    sums instead of a float64 integral image (equal within 1e-6 relative). A few boxes cost a fraction of the
+    integral image's two float64 cumsums: 1.1 against 3.7 ms for 15 boxes on NanoDet-g's maps at 416²
+    (onnxruntime, 2 threads); at 300 boxes both cost about 11 ms."""
     _, c, h, w = feat.shape
-    table = nn.functional.pad(feat[0].permute(1, 2, 0).double().cumsum(0).cumsum(1), (0, 0, 1, 0, 1, 0))
-    flat = table.reshape((h + 1) * (w + 1), c)
     x1, y1, x2, y2 = box_cells(boxes, stride, h, w)
-
-    def at(y: Tensor, x: Tensor) -> Tensor:
-        return flat[y * (w + 1) + x]
-
-    sums = at(y2, x2) - at(y1, x2) - at(y2, x1) + at(y1, x1)
-    return (sums / ((y2 - y1) * (x2 - x1)).unsqueeze(1).double()).to(feat.dtype)
+    rows = torch.arange(h, device=feat.device)[None]
+    cols = torch.arange(w, device=feat.device)[None]
+    in_rows = ((rows >= y1[:, None]) & (rows < y2[:, None])).to(feat.dtype) / (y2 - y1)[:, None].to(feat.dtype)
+    in_cols = ((cols >= x1[:, None]) & (cols < x2[:, None])).to(feat.dtype) / (x2 - x1)[:, None].to(feat.dtype)
+    weights = (in_rows[:, :, None] * in_cols[:, None, :]).reshape(-1, h * w)  # (N, H·W), each row sums to 1
+    return weights @ feat[0].reshape(c, h * w).T
 
 
 class EmbedderGraph(nn.Module):

@@ -106,16 +106,27 @@ class PAN(nn.Module):
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         lat = [conv(x) for conv, x in zip(self.lateral, xs, strict=True)]
-        for i in range(len(lat) - 1, 0, -1):
-            lat[i - 1] = lat[i - 1] + _resize(lat[i], lat[i - 1])
-        for i in range(len(lat) - 1):
-            lat[i + 1] = lat[i + 1] + _resize(lat[i], lat[i + 1])
-        return lat
+        return merge(lat, [x.shape[-2:] for x in lat])
 
 
-def _resize(x: Tensor, like: Tensor) -> Tensor:
+def merge(lat: list[Tensor | None], sizes: list[torch.Size]) -> list[Tensor | None]:
+    """The PAN after its laterals: top-down (bilinear ×2, add), then bottom-up (bilinear ÷2, add). It is linear, so
+    merge(a + b) = merge(a) + merge(b); a level given as None counts as zeros and costs nothing."""
+    lat = list(lat)
+    for i in range(len(lat) - 1, 0, -1):
+        if lat[i] is not None:
+            up = _resize(lat[i], sizes[i - 1])
+            lat[i - 1] = up if lat[i - 1] is None else lat[i - 1] + up
+    for i in range(len(lat) - 1):
+        if lat[i] is not None:
+            down = _resize(lat[i], sizes[i + 1])
+            lat[i + 1] = down if lat[i + 1] is None else lat[i + 1] + down
+    return lat
+
+
+def _resize(x: Tensor, size: torch.Size) -> Tensor:
     # half-pixel bilinear, as the converted graph does (TF ResizeBilinear, half_pixel_centers=True)
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class GFLLevel(nn.Module):
@@ -146,6 +157,7 @@ class NanoDetStudent(RegionDetector):
     """
 
     branch_stages: int = 0  # CSP stages copied into the embedding branch (0: pool the detector's own maps)
+    branch_light: bool = False  # the branch shares the first copied stage's input conv and unchanged laterals
 
     def __init__(self, names: list[str]) -> None:
         super().__init__()
@@ -173,7 +185,7 @@ class NanoDetStudent(RegionDetector):
             raise ConfigError(f"{path}: architecture {info.get('architecture')!r} is not {ARCHITECTURE}")
         model = cls(info["names"])
         if info.get("branch_stages"):
-            model.add_embedding_branch(int(info["branch_stages"]))
+            model.add_embedding_branch(int(info["branch_stages"]), light=bool(info.get("branch_light")))
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
         if missing or unexpected:
             raise ConfigError(
@@ -199,13 +211,19 @@ class NanoDetStudent(RegionDetector):
 
     def metadata(self) -> dict[str, Any]:
         """What a checkpoint records about the model: architecture, names and the input it expects."""
-        meta = {"architecture": ARCHITECTURE, "names": self.names, "input": input_spec()}
-        return {**meta, "branch_stages": self.branch_stages} if self.branch_stages else meta
+        return {"architecture": ARCHITECTURE, "names": self.names, "input": input_spec(), **self._branch_info()}
 
     def architecture(self) -> dict[str, Any]:
         """What must match between a checkpoint and the code using it."""
-        arch = {"cfg": ARCHITECTURE, "nc": len(self.names), "feature_dims": list(self.feature_dims)}
-        return {**arch, "branch_stages": self.branch_stages} if self.branch_stages else arch
+        return {"cfg": ARCHITECTURE, "nc": len(self.names), "feature_dims": list(self.feature_dims),
+                **self._branch_info()}
+
+    def _branch_info(self) -> dict[str, Any]:
+        """What a checkpoint records of the embedding branch (nothing without one; `branch_light` only when set,
+        so the checkpoints written before it existed keep their digests)."""
+        if not self.branch_stages:
+            return {}
+        return {"branch_stages": self.branch_stages, **({"branch_light": True} if self.branch_light else {})}
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.head.parameters())
@@ -218,18 +236,28 @@ class NanoDetStudent(RegionDetector):
         """Our RGB [0,1] batch → NanoDet's input: BGR channel order, 0..255, per-channel mean/std."""
         return (images.flip(1) * 255.0 - self.mean) / self.std
 
-    def add_embedding_branch(self, stages: int) -> None:
-        """Copy the last `stages` CSP stages and the neck into a trainable embedding branch; freeze the detector."""
+    def add_embedding_branch(self, stages: int, light: bool = False) -> None:
+        """Copy the last `stages` CSP stages and the neck into a trainable embedding branch; freeze the detector.
+
+        light=True copies less: the first copied stage keeps the detector's strided input conv (its output, half of
+        the stage's channels, is shared), and of the neck only the laterals of the levels the branch changes. The
+        neck is linear after its laterals (`merge`), so the branch's maps are then the detector's maps plus the
+        merged differences of the changed laterals: no second pass over the unchanged (largest) levels."""
         n = len(self.backbone.stages)
         if self.branch_stages:
             raise ConfigError(f"this NanoDet-g already has an embedding branch ({self.branch_stages} stages)")
         if not 1 <= stages <= n:
             raise ConfigError(f"branch={stages}: NanoDet-g has {n} CSP stages; copy 1 to {n} of them")
         self.embed_stages = copy.deepcopy(self.backbone.stages[n - stages:])
-        self.embed_neck = copy.deepcopy(self.neck)
+        if light:
+            del self.embed_stages[0].in_conv
+            changed = range(len(STRIDES) - min(stages, len(STRIDES)), len(STRIDES))
+            self.embed_laterals = nn.ModuleDict({str(i): copy.deepcopy(self.neck.lateral[i]) for i in changed})
+        else:
+            self.embed_neck = copy.deepcopy(self.neck)
         for module in (self.backbone, self.neck, self.head):
             module.requires_grad_(False)
-        self.branch_stages = stages
+        self.branch_stages, self.branch_light = stages, light
 
     @property
     def detector_frozen(self) -> bool:
@@ -240,21 +268,36 @@ class NanoDetStudent(RegionDetector):
         """The three 128-channel maps (strides 8/16/32) regions are pooled from — the PAN maps feeding the head, or
         the embedding branch's — and the head's raw output."""
         x = F.max_pool2d(self.backbone.stem(self.preprocess(images)), 3, 2, padding=1)
-        inputs, outs = [], []
-        for stage in self.backbone.stages:
-            inputs.append(x)
-            x = stage(x)
+        first = len(self.backbone.stages) - self.branch_stages
+        outs, branch_input = [], None
+        for i, stage in enumerate(self.backbone.stages):
+            if i == first and self.branch_light:
+                x = branch_input = stage.in_conv(x)  # the light branch starts from this stage's strided conv
+                x = torch.cat((stage.res_out_conv(stage.res_blocks(x)), x), dim=1)
+            else:
+                branch_input = x if i == first else branch_input
+                x = stage(x)
             outs.append(x)
         maps = self.neck(outs[1:])  # the backbone's last three stages, as Backbone.forward returns them
         raw = [level(m) for level, m in zip(self.head, maps, strict=True)]
         if not self.branch_stages:
             return maps, raw
-        first = len(outs) - self.branch_stages
-        x, branch = inputs[first], list(outs)
+        branch, x = list(outs), branch_input
         for j, stage in enumerate(self.embed_stages):
-            x = stage(x)
+            if j == 0 and self.branch_light:
+                x = torch.cat((stage.res_out_conv(stage.res_blocks(x)), x), dim=1)
+            else:
+                x = stage(x)
             branch[first + j] = x
-        return self.embed_neck(branch[1:]), raw
+        if not self.branch_light:
+            return self.embed_neck(branch[1:]), raw
+        # the neck is linear after its laterals: add the merged lateral differences of the changed levels
+        delta: list[Tensor | None] = [None] * len(maps)
+        for key, lateral in self.embed_laterals.items():
+            i = int(key)
+            delta[i] = lateral(branch[i + 1]) - self.neck.lateral[i](outs[i + 1])
+        moved = merge(delta, [m.shape[-2:] for m in maps])
+        return [m if d is None else m + d for m, d in zip(maps, moved, strict=True)], raw
 
     def decode(self, raw: list[tuple[Tensor, Tensor]], size: tuple[int, int]) -> Tensor:
         """Raw head output → (B, N, 4 + C): xyxy letterboxed pixels and sigmoid class scores, all levels.
