@@ -100,6 +100,8 @@ class DistillConfig(Config):
     branch_light: bool = option(False, help="with branch=: copy less (the first copied stage keeps the detector's "
                                 "strided input conv; the neck only at the levels the branch changes, added to the "
                                 "detector's maps) — a cheaper second pass")
+    stride4: bool = option(False, help="nanodet-g: also pool regions from its first CSP stage (64 channels at "
+                           "stride 4, which keep colour and texture): a 448-d region vector")
     translator_init: str | None = option(None, help="translator start: random (SPEC) | ridge (closed-form ridge "
                                          "regression from the frozen student's region features to the targets; "
                                          "mocha.distill.ridge)", choices=TRANSLATOR_INITS,

@@ -57,6 +57,14 @@ def attach_branch(student: Student, stages: int, name: str, light: bool = False)
         student.add_embedding_branch(stages, light=light)
 
 
+def attach_stride4(student: Student, name: str) -> None:
+    """`stride4=true`: NanoDet-g also pools regions from its first CSP stage (unless it already does)."""
+    if not hasattr(student, "add_stride4_level"):
+        raise ConfigError(f"stride4=true: only nanodet-g has a stride-4 pooling level; {name} pools its own maps")
+    if not getattr(student, "stride4", False):  # e.g. a bundle's student that pools it already
+        student.add_stride4_level()
+
+
 def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None = None) -> Path:
     """Stage 2 end to end: dataset + embedding store + PCA → run folder; returns `<run>/best`."""
     from mocha.data.dataset import load_dataset
@@ -74,6 +82,8 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
         )
     if cfg.branch:
         attach_branch(student, cfg.branch, str(cfg.student), cfg.branch_light)
+    if cfg.stride4:
+        attach_stride4(student, str(cfg.student))
     pca = open_pca(cfg.pca)
     train_data, val_data, notes = load_splits(cfg, spec, pca)
     return train(cfg, student, train_data, val_data, pca=pca, callback=callback, notes=notes)

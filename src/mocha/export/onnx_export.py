@@ -1,8 +1,9 @@
 """ONNX export of a bundle as two graphs, so instances can still be enrolled after export.
 
     detector.onnx   images (1,3,S,S) float [0,1] → pred (1, 4+nc, A) decoded xywh + class scores (all anchors),
-                    p3, p4, p5 (the maps feeding the head)
-    embedder.onnx   p3, p4, p5 + boxes (N,4) xyxy letterboxed pixels → embeddings (N, d_t)
+                    and the maps regions are pooled from, named by stride as ultralytics' levels: p3, p4, p5 (the
+                    maps feeding the head; NanoDet-g with `stride4` adds p2 first)
+    embedder.onnx   those maps + boxes (N,4) xyxy letterboxed pixels → embeddings (N, d_t)
                     (the box-mean pooling of mocha.models.pooling as one matrix product, + the translator)
     export.json     format, bundle digest/path, class names, imgsz, strides, dims, opset, versions, the sha256
                     of each graph (a manifest copied beside other graphs is refused), int8 (null, or how the
@@ -100,8 +101,13 @@ def pool_one_image(feat: Tensor, boxes: Tensor, stride: float) -> Tensor:
     return weights @ feat[0].reshape(c, h * w).T
 
 
+def map_names(strides: tuple[int, ...] | list[int]) -> list[str]:
+    """Graph names of the pooled maps: p<log2 stride>, as ultralytics names its levels (stride 8 → p3)."""
+    return [f"p{int(s).bit_length() - 1}" for s in strides]
+
+
 class EmbedderGraph(nn.Module):
-    """(P3, P4, P5, boxes of the one image) → translated region embeddings."""
+    """(the pooled maps, boxes of the one image) → translated region embeddings."""
 
     def __init__(self, translator: nn.Module, strides: tuple[int, ...], bins: int = 1) -> None:
         super().__init__()
@@ -109,8 +115,8 @@ class EmbedderGraph(nn.Module):
         self.strides = tuple(float(s) for s in strides)
         self.bins = int(bins)
 
-    def forward(self, p3: Tensor, p4: Tensor, p5: Tensor, boxes: Tensor) -> Tensor:
-        maps = (p3, p4, p5)
+    def forward(self, *inputs: Tensor) -> Tensor:
+        *maps, boxes = inputs
         tokens = [torch.cat([pool_one_image(f, boxes, s) for f, s in zip(maps, self.strides, strict=True)], 1)]
         if self.bins > 1:  # the b×b grid of each box (mocha.models.pooling.pool_regions' layout)
             cells = bin_boxes(boxes, self.bins)
@@ -136,8 +142,7 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
     bundle = load_bundle(bundle_path, device="cpu")
     imgsz = check_imgsz(int(imgsz or default_imgsz(bundle)))
     student, translator = bundle.student.eval(), bundle.translator.eval()
-    if len(student.strides) != 3:
-        raise ConfigError(f"export expects a 3-level student (P3/P4/P5), got strides {student.strides}")
+    maps = map_names(student.strides)
     x = torch.zeros(1, 3, imgsz, imgsz)
     with torch.no_grad():
         feats, _ = student(x)
@@ -148,11 +153,11 @@ def export_onnx(bundle_path: str | Path, out: str | Path, imgsz: int | None = No
         warnings.simplefilter("ignore")  # the TorchScript exporter warns about traced shapes we fix on purpose
         torch.onnx.export(
             DetectorGraph(student), (x,), str(tmp / "detector.onnx"), dynamo=False, opset_version=opset,
-            input_names=["images"], output_names=["pred", "p3", "p4", "p5"], do_constant_folding=True,
+            input_names=["images"], output_names=["pred", *maps], do_constant_folding=True,
         )
         torch.onnx.export(
             EmbedderGraph(translator, student.strides, student.pool_bins), (*feats, boxes), str(tmp / "embedder.onnx"),
-            dynamo=False, opset_version=opset, input_names=["p3", "p4", "p5", "boxes"], output_names=["embeddings"],
+            dynamo=False, opset_version=opset, input_names=[*maps, "boxes"], output_names=["embeddings"],
             dynamic_axes={"boxes": {0: "n"}, "embeddings": {0: "n"}}, do_constant_folding=True,
         )
         for name in GRAPHS:

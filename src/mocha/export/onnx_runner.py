@@ -52,6 +52,7 @@ class OnnxEngine:
         providers = ["CPUExecutionProvider"]
         self.det = ort.InferenceSession(str(self.path / "detector.onnx"), so, providers=providers)
         self.emb = ort.InferenceSession(str(self.path / "embedder.onnx"), so, providers=providers)
+        self.maps = [i.name for i in self.emb.get_inputs() if i.name != "boxes"]  # p3, p4, p5 (p2 first: stride4)
         self.names: list[str] = list(self.meta["names"])
         self.imgsz = int(self.meta["imgsz"])
         self.digest: str = self.meta["bundle_digest"]
@@ -68,9 +69,9 @@ class OnnxEngine:
         return np.ascontiguousarray(image_lb.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
 
     def forward(self, image_lb: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Raw decoded predictions (1, 4+nc, A) and the three feature maps."""
-        pred, p3, p4, p5 = self.det.run(None, {"images": self._input(image_lb)})
-        return pred, [p3, p4, p5]
+        """Raw decoded predictions (1, 4+nc, A) and the pooled feature maps."""
+        pred, *maps = self.det.run(None, {"images": self._input(image_lb)})
+        return pred, maps
 
     def _nms(self, pred: np.ndarray, conf: float, iou: float, max_det: int) -> np.ndarray:
         import torch
@@ -82,7 +83,7 @@ class OnnxEngine:
         boxes = np.ascontiguousarray(boxes, dtype=np.float32).reshape(-1, 4)
         if len(boxes) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return self.emb.run(None, {"p3": feats[0], "p4": feats[1], "p5": feats[2], "boxes": boxes})[0]
+        return self.emb.run(None, {**dict(zip(self.maps, feats, strict=True)), "boxes": boxes})[0]
 
     def detect_plain(self, image_lb: np.ndarray, conf: float = 0.1, iou: float = 0.6, max_det: int = 300) -> np.ndarray:
         pred, _ = self.forward(image_lb)
