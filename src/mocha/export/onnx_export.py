@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from mocha.data.images import check_imgsz
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, file_sha256, read_manifest
-from mocha.models.pooling import bin_boxes, box_cells
+from mocha.models.pooling import bin_boxes, box_weights
 
 FORMAT = "mocha-onnx/1"
 GRAPHS = ("detector.onnx", "embedder.onnx")
@@ -86,19 +86,12 @@ class ExportTranslator(nn.Module):
 
 
 def pool_one_image(feat: Tensor, boxes: Tensor, stride: float) -> Tensor:
-    """`mocha.models.pooling.pool_level` for the one image of an export, as one matrix product: each box's mean
-    is its (rows × columns) cell mask, divided by its area, times the map — the same cells (`box_cells`), float32
-    sums instead of a float64 integral image (equal within 1e-6 relative). A few boxes cost a fraction of the
-    integral image's two float64 cumsums: 1.1 against 3.7 ms for 15 boxes on NanoDet-g's maps at 416²
-    (onnxruntime, 2 threads); at 300 boxes both cost about 11 ms."""
+    """`mocha.models.pooling.pool_level` for the one image of an export: one matrix product (`box_weights`), which
+    traces to a few ONNX ops. For a few boxes it costs a fraction of the summed-area tables used until 2026-12-07
+    (two float64 cumsums): 1.1 against 3.7 ms for 15 boxes on NanoDet-g's maps at 416² (onnxruntime, 2 threads);
+    at 300 boxes both cost about 11 ms (docs/deploy.md)."""
     _, c, h, w = feat.shape
-    x1, y1, x2, y2 = box_cells(boxes, stride, h, w)
-    rows = torch.arange(h, device=feat.device)[None]
-    cols = torch.arange(w, device=feat.device)[None]
-    in_rows = ((rows >= y1[:, None]) & (rows < y2[:, None])).to(feat.dtype) / (y2 - y1)[:, None].to(feat.dtype)
-    in_cols = ((cols >= x1[:, None]) & (cols < x2[:, None])).to(feat.dtype) / (x2 - x1)[:, None].to(feat.dtype)
-    weights = (in_rows[:, :, None] * in_cols[:, None, :]).reshape(-1, h * w)  # (N, H·W), each row sums to 1
-    return weights @ feat[0].reshape(c, h * w).T
+    return box_weights(boxes, stride, h, w, feat.dtype) @ feat[0].reshape(c, h * w).T
 
 
 def map_names(strides: tuple[int, ...] | list[int]) -> list[str]:
