@@ -42,14 +42,13 @@ def box_weights(boxes: Tensor, stride: float, height: int, width: int, dtype: to
 def pool_level(feat: Tensor, boxes: Tensor, batch_idx: Tensor, stride: float) -> Tensor:
     """Mean of `feat` (B,C,H,W) over each box (N,4 xyxy pixels) of image `batch_idx` (N,) → (N,C)."""
     b, c, h, w = feat.shape
-    weights = box_weights(boxes, stride, h, w, feat.dtype)
     flat = feat.reshape(b, c, h * w)
     if b == 1:
-        return weights @ flat[0].T
+        return box_weights(boxes, stride, h, w, feat.dtype) @ flat[0].T
     out = feat.new_empty((len(boxes), c))
-    for i in batch_idx.unique().tolist():  # one product per image: no (N, C, H·W) gather
+    for i in batch_idx.unique().tolist():  # one product per image: weights only for its own boxes
         rows = (batch_idx == i).nonzero().squeeze(1)
-        out[rows] = weights[rows] @ flat[i].T
+        out[rows] = box_weights(boxes[rows], stride, h, w, feat.dtype) @ flat[i].T
     return out
 
 
