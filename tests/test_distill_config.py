@@ -22,7 +22,6 @@ from mocha.errors import ConfigError
         ({"betas": "0.9,1.5"}, "betas=1.5: must be < 1"),
         ({"det_every": -1}, "det_every=-1: must be >= 0"),
         ({"exist_ok": True}, "exist_ok=true: conflicts with resume=true"),
-        ({"branch_light": True}, "branch_light=true: needs an embedding branch"),
         ({"progress": "maybe"}, "progress='maybe': expected true or false"),
     ],
 )
@@ -40,6 +39,8 @@ def test_inputs_are_required_once_the_runs_settings_are_known(tmp_path):
     student.write_text("x")
     with pytest.raises(ConfigError, match=r"^data: required"):
         distill(DistillConfig(project=tmp_path))
+    with pytest.raises(ConfigError, match=r"^branch_light=true: needs an embedding branch"):
+        distill(DistillConfig(project=tmp_path, branch_light=True))
     with pytest.raises(ConfigError, match=r"^pca: required"):
         DistillConfig(data=data, store=tmp_path, student=student).check_inputs()
     with pytest.raises(ConfigError, match=r"student=.*missing.safetensors: no such file"):

@@ -148,8 +148,6 @@ class DistillConfig(Config):
         if self.epochs == 0 and self.translator_init != "ridge":
             raise ConfigError("epochs=0: nothing would be trained; give epochs >= 1, or translator_init=ridge for "
                               "the closed-form translator alone")
-        if self.branch_light and not self.branch:
-            raise ConfigError("branch_light=true: needs an embedding branch to make light (branch=1 or more)")
         if self.resume and self.exist_ok:
             raise ConfigError("exist_ok=true: conflicts with resume=true (start over or continue, not both)")
 

@@ -72,6 +72,8 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
     from mocha.distill.targets import open_pca
 
     cfg = rundir.resolved_config(config)
+    if cfg.branch_light and not cfg.branch:  # checked here, before any work (the option alone parses)
+        raise ConfigError("branch_light=true: needs an embedding branch to make light (branch=1 or more)")
     cfg.check_inputs()
     spec = load_dataset(cfg.data)
     student = Student.load(cfg.student)
