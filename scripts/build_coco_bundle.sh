@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the shipped `coco` bundle (src/mocha/assets/bundles/coco) from packaged photos and videos, with our own
 # commands: real data from opencv-doc + package sample photos (pseudo labels: NanoDet-g), builtin-teacher targets,
-# PCA, stage 2 on an embedding branch of the shipped NanoDet-g (its detector stays exact), evaluation, open-set
+# PCA, stage 2 on an embedding branch of the shipped NanoDet-g (its detector stays exact; regions also pool its
+# stride-4 map), evaluation, open-set
 # tuning, packaging. Not run by CI or the tests (docs/coco_bundle.md records what it produced). About 40 minutes
 # on 2 idle cores.
 set -euo pipefail
@@ -20,7 +21,7 @@ data="$out/data/media.yaml"
 run teacher extract data="$data" out="$out/store" split=base_train,base_val,personal
 run teacher pca store="$out/store" dim=128 split=base_train
 run distill data="$data" store="$out/store" pca="$out/store/pca-128.safetensors" student=nanodet-g imgsz=416 \
-  batch=8 det_every=1 branch=1 lambda_dist=20 lr_student=0.001 translator_init=ridge epochs=6 hflip=true \
+  batch=8 det_every=1 branch=1 stride4=true lambda_dist=20 lr_student=0.001 translator_init=ridge epochs=6 hflip=true \
   project="$out" name=distill exist_ok=true tensorboard=false
 bundle="$out/distill/best"
 run evaluate data="$data" method=student,mocha,teacher,teacher-gt detector=nanodet-g bundle="$bundle" shots=1,5 \

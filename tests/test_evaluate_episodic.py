@@ -351,3 +351,16 @@ def test_worker_processes_score_the_same_episodes_as_one_process(tmp_path, world
         assert all(np.array_equal(a.label, b.label) for a, b in zip(preds, preds2, strict=True))
     # auto: in-process for a handful of episodes
     assert Evaluator(_config(world, plain, tmp_path, "auto", episodes=3, cache=False))._workers() == 1
+
+
+def test_shipped_names_are_stamped_by_their_files():
+    """`bundle=coco` / `detector=nanodet-g`: the feature cache is keyed by the shipped files, not the bare name
+    (which stamps nothing, so a new shipped bundle was served the previous bundle's cached features)."""
+    from mocha.evaluate.cache import file_stamp, source_stamp
+    from mocha.models.bundle import resolve_bundle
+    from mocha.models.nanodet import shipped_path
+
+    coco = source_stamp("coco")
+    assert coco == file_stamp(resolve_bundle("coco")) and any(f[0].endswith("translator.safetensors") for f in coco)
+    assert source_stamp("nanodet-g") == file_stamp(shipped_path()) != []
+    assert file_stamp("coco") == [] and source_stamp(None) is None

@@ -29,6 +29,20 @@ def file_stamp(path: str | Path | None) -> Any:
     return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.exists()]
 
 
+def source_stamp(path: str | Path | None) -> Any:
+    """`file_stamp` of a bundle or weights path, a shipped name (`coco`, `nanodet-g`) stamped by its files: the name
+    alone would keep serving a cache made with the files of another package version."""
+    from mocha.models.bundle import resolve_bundle
+    from mocha.models.nanodet import ARCHITECTURE, shipped_path
+
+    if path is None:
+        return None
+    resolved = resolve_bundle(path)
+    if not resolved.exists() and str(path) == ARCHITECTURE:
+        resolved = shipped_path()
+    return file_stamp(resolved)
+
+
 def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -30,7 +30,7 @@ from mocha.core.metrics import ImagePreds, ImageTruth, paper_map, strict_map, to
 from mocha.core.progress import progress
 from mocha.core.runs import resolve_artifact
 from mocha.errors import ConfigError, DataError
-from mocha.evaluate.cache import CHUNK, FeatureCache, digest, file_stamp, pack, records_digest, unpack
+from mocha.evaluate.cache import CHUNK, FeatureCache, digest, pack, records_digest, source_stamp, unpack
 from mocha.evaluate.config import AUTO_WORKERS_MIN_EPISODES, EvalConfig, MethodSpec
 from mocha.evaluate.methods import Method, build_method
 
@@ -137,7 +137,7 @@ class Evaluator:
         # A method whose weights are the box source's shares its object, so its query pass is one forward.
         explicit = load_box_source(config.detector, self.device) if config.detector else None
         self.box_source = explicit
-        box_id: Any = file_stamp(config.detector) if config.detector else None
+        box_id: Any = source_stamp(config.detector) if config.detector else None
         self.methods: list[MethodFeatures] = []
         for ms in config.methods:
             before = _rss_mb()
@@ -169,9 +169,9 @@ class Evaluator:
     def _identity(self, spec: MethodSpec, method: Method) -> Any:
         """What determines a method's features (None when it cannot be stated → not cached)."""
         if spec.kind == "student":
-            return ["student", file_stamp(spec.detector or self.cfg.detector)]
+            return ["student", source_stamp(spec.detector or self.cfg.detector)]
         if spec.kind == "mocha":
-            return ["mocha", file_stamp(spec.bundle)]
+            return ["mocha", source_stamp(spec.bundle)]
         teacher = getattr(method, "teacher", None)
         name, settings = getattr(teacher, "name", None), getattr(teacher, "settings", None)
         if not isinstance(name, str) or not callable(settings):
