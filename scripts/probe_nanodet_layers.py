@@ -15,11 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mocha.data.dataset import load_dataset
-from mocha.data.images import load_image, norm_cxcywh_to_xyxy
-from mocha.data.records import read_split
 from mocha.data.world.probe import nearest_prototype_accuracy
-from mocha.demo.probe import _region_features
+from mocha.demo.probe import _region_features, probe_split
 from mocha.models.nanodet import load_shipped
 from mocha.models.pooling import pool_regions
 
@@ -47,12 +44,7 @@ class EveryMap(torch.nn.Module):
 
 def main(data: str, split: str = "personal", imgsz: int = 416, episodes: int = 100) -> None:
     torch.manual_seed(0)
-    spec = load_dataset(data)
-    records = [r for r in read_split(spec, split) if len(r.boxes)]
-    images = [load_image(r.image) for r in records]
-    boxes = [norm_cxcywh_to_xyxy(r.boxes, im.shape[1], im.shape[0]) for r, im in zip(records, images, strict=True)]
-    inst = np.concatenate([r.instance for r in records])
-    coarse = np.concatenate([r.coarse for r in records])
+    _, images, boxes, inst, coarse = probe_split(data, split)
     strides = [s for s, _ in LEVELS.values()]
 
     def embed(feats: list[Tensor], bxs: list[Tensor]) -> Tensor:

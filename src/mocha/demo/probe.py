@@ -38,6 +38,17 @@ def _region_features(model: Any, embed: Any, images: list[np.ndarray], boxes: li
     return np.concatenate(out)
 
 
+def probe_split(data: str | Path, split: str = "personal") -> tuple[list[Any], list[np.ndarray], list[np.ndarray],
+                                                                    np.ndarray, np.ndarray]:
+    """(records with boxes, their images, boxes in original pixels, instance ids, coarse ids) of a split."""
+    spec = load_dataset(data)
+    records = [r for r in read_split(spec, split) if len(r.boxes)]
+    images = [load_image(r.image) for r in records]
+    boxes = [norm_cxcywh_to_xyxy(r.boxes, im.shape[1], im.shape[0]) for r, im in zip(records, images, strict=True)]
+    return records, images, boxes, np.concatenate([r.instance for r in records]), np.concatenate(
+        [r.coarse for r in records])
+
+
 def collapse_probe(
     data: str | Path,
     split: str = "personal",
@@ -51,11 +62,7 @@ def collapse_probe(
 ) -> dict[str, dict[str, float]]:
     """{shots: {"colour_histogram", "teacher", "student", "mocha", "chance"}} in percent (absent inputs skipped)."""
     spec = load_dataset(data)
-    records = [r for r in read_split(spec, split) if len(r.boxes)]
-    images = [load_image(r.image) for r in records]
-    boxes = [norm_cxcywh_to_xyxy(r.boxes, im.shape[1], im.shape[0]) for r, im in zip(records, images, strict=True)]
-    inst = np.concatenate([r.instance for r in records])
-    coarse = np.concatenate([r.coarse for r in records])
+    records, images, boxes, inst, coarse = probe_split(data, split)
     feats: dict[str, np.ndarray] = {}
     crops = [c for im, b, r in zip(images, boxes, records, strict=True)
              for c in crop_regions(im, b, where=str(r.image))]
