@@ -1,7 +1,8 @@
 """Region features f_A: the mean of each multi-scale map over each box, concatenated (448-d for v8n).
 
-Exact box means as matrix products: each box is a row of weights over the map's cells (its cell mask divided by
-its area, `box_weights`), times the image's map flattened to (cells, channels). A box covers every feature cell it
+Exact box means: for one image a matrix product (each box a row of weights over the map's cells, its cell mask
+divided by its area, `box_weights`, times the map flattened to (cells, channels)); for a batch, float64 summed-area
+tables (one cumsum per map, four gathers per box, vectorised over the batch). A box covers every feature cell it
 touches at that stride (cells floor(x1/s) .. ceil(x2/s)-1), and at least one cell, so tiny boxes still get a
 feature. (Until 2026-12-07 the means came from float64 summed-area tables; the product is equal within 1e-6
 relative and, for tens of boxes, several times faster — 22 → a few ms of embedding on NanoDet-g's stride-4 map.)
@@ -42,14 +43,20 @@ def box_weights(boxes: Tensor, stride: float, height: int, width: int, dtype: to
 def pool_level(feat: Tensor, boxes: Tensor, batch_idx: Tensor, stride: float) -> Tensor:
     """Mean of `feat` (B,C,H,W) over each box (N,4 xyxy pixels) of image `batch_idx` (N,) → (N,C)."""
     b, c, h, w = feat.shape
-    flat = feat.reshape(b, c, h * w)
-    if b == 1:
-        return box_weights(boxes, stride, h, w, feat.dtype) @ flat[0].T
-    out = feat.new_empty((len(boxes), c))
-    for i in batch_idx.unique().tolist():  # one product per image: weights only for its own boxes
-        rows = (batch_idx == i).nonzero().squeeze(1)
-        out[rows] = box_weights(boxes[rows], stride, h, w, feat.dtype) @ flat[i].T
-    return out
+    if b == 1:  # one image (detect, serve, export): one matrix product, no float64 tables
+        return box_weights(boxes, stride, h, w, feat.dtype) @ feat.reshape(c, h * w).T
+    # a batch (training, evaluation): float64 summed-area tables, vectorised over every box — a per-image loop of
+    # products made stage 2 about 30 % slower (28 against 40 regions/s in the demo)
+    table = torch.nn.functional.pad(feat.double().cumsum(2).cumsum(3), (1, 0, 1, 0))
+    flat = table.permute(0, 2, 3, 1).reshape(b * (h + 1) * (w + 1), c)
+    x1, y1, x2, y2 = box_cells(boxes, stride, h, w)
+    base = batch_idx.long() * (h + 1)
+
+    def at(y: Tensor, x: Tensor) -> Tensor:
+        return flat[(base + y) * (w + 1) + x]
+
+    sums = at(y2, x2) - at(y1, x2) - at(y2, x1) + at(y1, x1)
+    return (sums / ((y2 - y1) * (x2 - x1)).unsqueeze(1).double()).to(feat.dtype)
 
 
 def bin_boxes(boxes: Tensor, bins: int) -> Tensor:
