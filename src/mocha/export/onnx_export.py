@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from mocha.data.images import check_imgsz
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, file_sha256, read_manifest
-from mocha.models.pooling import bin_boxes, box_weights
+from mocha.models.pooling import bin_boxes, pool_image
 
 FORMAT = "mocha-onnx/1"
 GRAPHS = ("detector.onnx", "embedder.onnx")
@@ -85,13 +85,9 @@ class ExportTranslator(nn.Module):
         return t.proj(y)
 
 
-def pool_one_image(feat: Tensor, boxes: Tensor, stride: float) -> Tensor:
-    """`mocha.models.pooling.pool_level` for the one image of an export: one matrix product (`box_weights`), which
-    traces to a few ONNX ops. For a few boxes it costs a fraction of the summed-area tables used until 2026-12-07
-    (two float64 cumsums): 1.1 against 3.7 ms for 15 boxes on NanoDet-g's maps at 416² (onnxruntime, 2 threads);
-    at 300 boxes both cost about 11 ms (docs/deploy.md)."""
-    _, c, h, w = feat.shape
-    return box_weights(boxes, stride, h, w, feat.dtype) @ feat[0].reshape(c, h * w).T
+# the embedder's pooling (tests and scripts/time_embedder_pooling.py use this name): one matrix product per level,
+# 1.1 against 3.7 ms of summed-area tables for 15 boxes on NanoDet-g's maps at 416² (onnxruntime, 2 threads)
+pool_one_image = pool_image
 
 
 def map_names(strides: tuple[int, ...] | list[int]) -> list[str]:
