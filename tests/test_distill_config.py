@@ -41,6 +41,8 @@ def test_inputs_are_required_once_the_runs_settings_are_known(tmp_path):
         distill(DistillConfig(project=tmp_path))
     with pytest.raises(ConfigError, match=r"^branch_light=true: needs an embedding branch"):
         distill(DistillConfig(project=tmp_path, branch_light=True))
+    with pytest.raises(ConfigError, match=r"^stride4_only=true: conflicts with branch=1"):
+        distill(DistillConfig(project=tmp_path, branch=1, stride4_only=True))
     with pytest.raises(ConfigError, match=r"^pca: required"):
         DistillConfig(data=data, store=tmp_path, student=student).check_inputs()
     with pytest.raises(ConfigError, match=r"student=.*missing.safetensors: no such file"):

@@ -50,13 +50,27 @@ def test_ridge_bad_input():
     x, y = _linear_data(n=10)
     with pytest.raises(ConfigError, match="more training regions than target dimensions"):
         fit_ridge(x, y)  # 10 regions, 16 dimensions
-    x, y = _linear_data(n=40)
-    with pytest.raises(ConfigError, match="wider"):
-        load_ridge(Translator(8, 16, heads=2), fit_ridge(x[:, :8], y))
     with pytest.raises(ConfigError, match="epochs=0"):
         DistillConfig(epochs=0)
     with pytest.raises(ConfigError, match="ridge_alpha"):
         DistillConfig(translator_init="ridge", ridge_alpha=[-1.0])
+
+
+def test_a_narrow_region_vector_carries_a_centred_fit_exactly_and_warns_when_the_intercept_is_lost(caplog):
+    # stride4_only: 64-d regions, 128-d targets; the projection's output spans only in_dim directions
+    x, y = _linear_data(n=300, d=8)
+    y = y - y.mean(0)  # targets of a PCA fitted on the training split: zero mean
+    fit = fit_ridge(x, y, alphas=(0.01,))
+    t = Translator(8, 16, heads=2)
+    with caplog.at_level("WARNING", logger="mocha.distill.ridge"):
+        load_ridge(t, fit)
+    assert not caplog.records
+    with torch.no_grad():
+        assert (t.eval()(x) - fit.predict(x).float()).abs().max() < 1e-4
+    shifted = fit_ridge(x, y + 2.0, alphas=(0.01,))  # a mean the 8 directions cannot carry
+    with caplog.at_level("WARNING", logger="mocha.distill.ridge"):
+        load_ridge(t, shifted)
+    assert "carries the intercept only up to" in caplog.text
 
 
 def test_ridge_start_in_the_trainer_is_epoch_zero_and_is_not_refit_on_resume(tmp_path):

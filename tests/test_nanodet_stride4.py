@@ -1,6 +1,7 @@
 """NanoDet-g pooling its stride-4 level (`mocha distill stride4=true`): the first CSP stage's 64 channels join the
 region vector (448-d), the detections and the PAN maps stay exactly the shipped ones, and the ONNX export carries
-the extra map (p2) with the same boxes and embeddings."""
+the extra map (p2) with the same boxes and embeddings. `stride4_only=true` pools that map alone (64-d). The weights
+are the shipped ones either way, so a bundle refers to the shipped file and records the pooling."""
 
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ def original() -> NanoDetStudent:
     return load_shipped().eval()
 
 
-def fine() -> NanoDetStudent:
+def fine(only: bool = False) -> NanoDetStudent:
     m = load_shipped()
-    m.add_stride4_level()
+    m.add_stride4_level(only=only)
     return m.eval()
 
 
@@ -38,7 +39,7 @@ def test_the_stride4_level_comes_first_and_nothing_else_changes(original, tmp_pa
     x = bus(256)[None]
     m = fine()
     assert m.strides == (4, 8, 16, 32) and m.feature_dims == (64, 128, 128, 128) and m.region_dim == 448
-    assert m.shipped_as is None and original.region_dim == 384  # a bundle copies it: it pools other maps
+    assert m.shipped_as == original.shipped_as and original.region_dim == 384  # the same weights
     with torch.no_grad():
         f0, _ = original(x)
         f1, _ = m(x)
@@ -92,10 +93,70 @@ def test_a_stride4_bundle_exports_with_the_same_boxes_and_embeddings(tmp_path):
         translator.mu.copy_(torch.randn(448, generator=g))
     pca = PCAArtifact.fit(torch.randn(200, 32, generator=g), 16)
     bundle = save_bundle(tmp_path / "bundle", fine(), translator.eval(), pca, {"imgsz": 256})
-    assert (bundle / "student.safetensors").is_file() and load_bundle(bundle).student.stride4
+    # the shipped weights: the bundle refers to them and records the pooling
+    assert not (bundle / "student.safetensors").exists() and load_bundle(bundle).student.region_dim == 448
     pt = TorchEngine.load(bundle, device="cpu")
     ox = OnnxEngine(export_onnx(bundle, tmp_path / "onnx"), threads=1)
     assert ox.maps == map_names((4, 8, 16, 32)) == ["p2", "p3", "p4", "p5"]
+    lb_img, _ = letterbox(photos()[0], 256)
+    d_pt, m_pt = pt.detect(lb_img, conf=0.05, max_det=50)
+    d_ox, m_ox = ox.detect(lb_img, conf=0.05, max_det=50)
+    assert len(d_pt) == len(d_ox) > 0 and np.abs(d_pt[:, :4] - d_ox[:, :4]).max() <= 1e-3
+    assert np.abs(m_pt - m_ox).max() <= 1e-4 * max(1.0, np.abs(m_pt).max())
+
+
+def test_stride4_only_pools_the_first_stage_alone(original, tmp_path):
+    x = bus(256)[None]
+    m = fine(only=True)
+    assert m.strides == (4,) and m.feature_dims == (64,) and m.region_dim == 64
+    with torch.no_grad():
+        f, _ = m(x)
+        d0, _ = original.detect(x)
+        d1, _ = m.detect(x)
+    assert len(f) == 1 and torch.equal(f[0], fine()(x)[0][0])
+    assert torch.equal(d0[0], d1[0])  # the detector untouched
+    boxes = [torch.tensor([[10.0, 20.0, 120.0, 200.0]])]
+    assert torch.allclose(m.region_features(f, boxes), fine().region_features(fine()(x)[0], boxes)[:, :64])
+    m.save(tmp_path / "s.safetensors")
+    back = Student.load(tmp_path / "s.safetensors")
+    assert back.stride4_only and back.region_dim == 64
+    with pytest.raises(ConfigError, match="stride4_only.*branch only changes the PAN maps"):
+        _branch_then_only()
+    with pytest.raises(ConfigError, match="pools its stride-4 map alone"):
+        m.add_embedding_branch(1)
+
+
+def _branch_then_only() -> None:
+    m = load_shipped()
+    m.add_embedding_branch(1)
+    m.add_stride4_level(only=True)
+
+
+def test_attach_stride4_refuses_a_student_that_pools_other_levels():
+    with pytest.raises(ConfigError, match="stride4_only=true: student=bundle already pools the stride-4 map and the "
+                                          "PAN; give stride4_only=false"):
+        attach_stride4(fine(), "bundle", only=True)
+    with pytest.raises(ConfigError, match="stride4=true: student=b already pools the stride-4 map alone"):
+        attach_stride4(fine(only=True), "b")
+    m = load_shipped()
+    attach_stride4(m, "nanodet-g", only=True)
+    assert m.region_dim == 64
+
+
+def test_a_stride4_only_bundle_refers_to_the_shipped_file_and_exports_p2_alone(tmp_path):
+    from mocha.teacher.pca import PCAArtifact
+
+    g = torch.Generator().manual_seed(5)
+    translator = Translator(64, 16, heads=2)
+    with torch.no_grad():
+        translator.mu.copy_(torch.randn(64, generator=g))
+    pca = PCAArtifact.fit(torch.randn(200, 32, generator=g), 16)
+    bundle = save_bundle(tmp_path / "bundle", fine(only=True), translator.eval(), pca, {"imgsz": 256})
+    loaded = load_bundle(bundle)
+    assert not (bundle / "student.safetensors").exists() and loaded.student.stride4_only
+    pt = TorchEngine.load(bundle, device="cpu")
+    ox = OnnxEngine(export_onnx(bundle, tmp_path / "onnx"), threads=1)
+    assert ox.maps == ["p2"]
     lb_img, _ = letterbox(photos()[0], 256)
     d_pt, m_pt = pt.detect(lb_img, conf=0.05, max_det=50)
     d_ox, m_ox = ox.detect(lb_img, conf=0.05, max_det=50)

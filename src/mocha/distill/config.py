@@ -102,6 +102,8 @@ class DistillConfig(Config):
                                 "detector's maps) — a cheaper second pass")
     stride4: bool = option(False, help="nanodet-g: also pool regions from its first CSP stage (64 channels at "
                            "stride 4, which keep colour and texture): a 448-d region vector")
+    stride4_only: bool = option(False, help="nanodet-g: pool regions from that stride-4 map alone, not the PAN "
+                                "(a 64-d region vector; implies stride4)")
     translator_init: str | None = option(None, help="translator start: random (SPEC) | ridge (closed-form ridge "
                                          "regression from the frozen student's region features to the targets; "
                                          "mocha.distill.ridge)", choices=TRANSLATOR_INITS,

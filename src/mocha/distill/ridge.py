@@ -13,6 +13,7 @@ validation regions (`best/` later compares the same loss averaged per batch of i
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,8 @@ from mocha.distill.config import RIDGE_ALPHAS
 from mocha.distill.losses import dist_loss
 from mocha.errors import ConfigError
 from mocha.models.translator import Translator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,18 +80,24 @@ def load_ridge(translator: Translator, fit: RidgeFit) -> None:
     if fit.weight.shape != (translator.out_dim, d):
         raise ConfigError(f"translator_init=ridge: weights {tuple(fit.weight.shape)} for a translator "
                           f"{d} → {translator.out_dim}")
-    if translator.out_dim > d:
-        raise ConfigError(f"translator_init=ridge: the output ({translator.out_dim}) is wider than the region "
-                          f"features ({d}); the bias-free projection cannot carry the intercept")
+    # proj(z + c) = W z + W c: the intercept enters as the constant the second block adds (W c = intercept)
+    w = fit.weight.double()
+    gram = w @ w.T
+    if translator.out_dim <= d:
+        c = w.T @ torch.linalg.solve(gram + 1e-12 * gram.diagonal().mean() * torch.eye(len(w), dtype=w.dtype),
+                                     fit.intercept.double())  # the least-norm c (lstsq's rank cut-off drops small W)
+    else:  # a narrow region vector (stride4_only: 64 → 128): W c spans only d directions of the output
+        c = torch.linalg.lstsq(w, fit.intercept.double()[:, None]).solution[:, 0]
+        miss = float((w @ c - fit.intercept.double()).norm())
+        if miss > 1e-4:  # targets of a PCA fitted on the training split have a zero mean: nothing is lost then
+            log.warning("translator_init=ridge: the output (%d) is wider than the region features (%d), so the "
+                        "bias-free projection carries the intercept only up to %.3g (its norm %.3g); the "
+                        "validation L_dist of epoch 0 includes that", translator.out_dim, d, miss,
+                        float(fit.intercept.norm()))
     translator.mu.copy_(fit.mu.float())
     translator.sigma.copy_(fit.sigma.float())
     for norm in (translator.norm1, translator.norm2):
         norm.weight.zero_()
         norm.bias.zero_()
-    # proj(z + c) = W z + W c: the intercept enters as the constant the second block adds (W c = intercept)
-    w = fit.weight.double()
-    gram = w @ w.T
-    c = w.T @ torch.linalg.solve(gram + 1e-12 * gram.diagonal().mean() * torch.eye(len(w), dtype=w.dtype),
-                                 fit.intercept.double())  # the least-norm c (lstsq's rank cut-off drops small W)
     translator.norm2.bias.copy_(c.float())
     translator.proj.weight.copy_(fit.weight.float())

@@ -57,12 +57,18 @@ def attach_branch(student: Student, stages: int, name: str, light: bool = False)
         student.add_embedding_branch(stages, light=light)
 
 
-def attach_stride4(student: Student, name: str) -> None:
-    """`stride4=true`: NanoDet-g also pools regions from its first CSP stage (unless it already does)."""
+def attach_stride4(student: Student, name: str, only: bool = False) -> None:
+    """`stride4=true`: NanoDet-g also pools regions from its first CSP stage (unless it already does);
+    `stride4_only=true`: from that map alone."""
+    option = "stride4_only=true" if only else "stride4=true"
     if not hasattr(student, "add_stride4_level"):
-        raise ConfigError(f"stride4=true: only nanodet-g has a stride-4 pooling level; {name} pools its own maps")
-    if not getattr(student, "stride4", False):  # e.g. a bundle's student that pools it already
-        student.add_stride4_level()
+        raise ConfigError(f"{option}: only nanodet-g has a stride-4 pooling level; {name} pools its own maps")
+    if not getattr(student, "stride4", False):
+        student.add_stride4_level(only=only)
+    elif bool(student.stride4_only) != only:  # e.g. a bundle's student that pools other levels
+        have = "the stride-4 map alone" if student.stride4_only else "the stride-4 map and the PAN"
+        raise ConfigError(f"{option}: student={name} already pools {have}; give "
+                          f"stride4_only={'true' if student.stride4_only else 'false'}")
 
 
 def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None = None) -> Path:
@@ -72,8 +78,11 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
     from mocha.distill.targets import open_pca
 
     cfg = rundir.resolved_config(config)
-    if cfg.branch_light and not cfg.branch:  # checked here, before any work (the option alone parses)
+    if cfg.branch_light and not cfg.branch:  # checked here, before any work (the options alone parse)
         raise ConfigError("branch_light=true: needs an embedding branch to make light (branch=1 or more)")
+    if cfg.stride4_only and cfg.branch:
+        raise ConfigError(f"stride4_only=true: conflicts with branch={cfg.branch} (the branch only changes the PAN "
+                          "maps, which would not be pooled)")
     cfg.check_inputs()
     spec = load_dataset(cfg.data)
     student = Student.load(cfg.student)
@@ -84,8 +93,8 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
         )
     if cfg.branch:
         attach_branch(student, cfg.branch, str(cfg.student), cfg.branch_light)
-    if cfg.stride4:
-        attach_stride4(student, str(cfg.student))
+    if cfg.stride4 or cfg.stride4_only:
+        attach_stride4(student, str(cfg.student), cfg.stride4_only)
     pca = open_pca(cfg.pca)
     train_data, val_data, notes = load_splits(cfg, spec, pca)
     return train(cfg, student, train_data, val_data, pca=pca, callback=callback, notes=notes)

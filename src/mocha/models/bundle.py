@@ -272,6 +272,8 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
         if not (path / name).exists():
             raise ConfigError(f"{path}: bundle is missing {name}")
     student = Student.load(ref or path / "student.safetensors")  # a reference: the shipped file, hash-checked
+    if ref and isinstance(meta.get("student"), dict) and hasattr(student, "set_pooling"):
+        student.set_pooling(meta["student"])  # the shipped weights, pooled as the bundle was trained
     if meta.get("student") and student.architecture()["cfg"] != meta["student"].get("cfg"):
         raise ConfigError(f"{path}: student.safetensors architecture differs from the one recorded in bundle.json")
     translator = load_translator(path / "translator.safetensors", meta.get("translator"))

@@ -160,6 +160,7 @@ class NanoDetStudent(RegionDetector):
     branch_stages: int = 0  # CSP stages copied into the embedding branch (0: pool the detector's own maps)
     branch_light: bool = False  # the branch shares the first copied stage's input conv and unchanged laterals
     stride4: bool = False  # regions also pool the first CSP stage's output (64 channels at stride 4)
+    stride4_only: bool = False  # ... and nothing else: the PAN maps are not pooled
 
     def __init__(self, names: list[str]) -> None:
         super().__init__()
@@ -188,8 +189,7 @@ class NanoDetStudent(RegionDetector):
         model = cls(info["names"])
         if info.get("branch_stages"):
             model.add_embedding_branch(int(info["branch_stages"]), light=bool(info.get("branch_light")))
-        if info.get("stride4"):
-            model.add_stride4_level()
+        model.set_pooling(info)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
         if missing or unexpected:
             raise ConfigError(
@@ -230,6 +230,8 @@ class NanoDetStudent(RegionDetector):
             info["branch_light"] = True
         if self.stride4:
             info["stride4"] = True
+        if self.stride4_only:
+            info["stride4_only"] = True
         return info
 
     def head_parameters(self) -> list[nn.Parameter]:
@@ -253,6 +255,9 @@ class NanoDetStudent(RegionDetector):
         n = len(self.backbone.stages)
         if self.branch_stages:
             raise ConfigError(f"this NanoDet-g already has an embedding branch ({self.branch_stages} stages)")
+        if self.stride4_only:
+            raise ConfigError("branch: this NanoDet-g pools its stride-4 map alone (stride4_only), which no "
+                              "embedding branch changes")
         if not 1 <= stages <= n:
             raise ConfigError(f"branch={stages}: NanoDet-g has {n} CSP stages; copy 1 to {n} of them")
         self.embed_stages = copy.deepcopy(self.backbone.stages[n - stages:])
@@ -266,17 +271,33 @@ class NanoDetStudent(RegionDetector):
             module.requires_grad_(False)
         self.branch_stages, self.branch_light = stages, light
 
-    def add_stride4_level(self) -> None:
+    def add_stride4_level(self, only: bool = False) -> None:
         """Also pool regions from the first CSP stage's output (64 channels at stride 4, before any PAN level): its
         features keep the colour and texture that the COCO-trained maps have largely lost (a within-class
         probe on real pedestrians: 48.1 % 1-shot from these 64 channels alone, 31.6 % from the 384 of the PAN;
-        docs/coco_bundle.md). The detector is untouched; the region vector grows by 64."""
+        docs/coco_bundle.md). The detector is untouched; the region vector grows by 64.
+
+        only=True pools that map alone (a 64-d region vector): the PAN maps carry the class more than the
+        instance, and a translator reading them ranks objects of one class by the wrong cues. Nothing a branch
+        could change is then pooled, so a branch and `only` exclude each other."""
         if self.stride4:
             raise ConfigError("this NanoDet-g already pools the stride-4 level")
-        self.stride4 = True
-        self.shipped_as = None  # it pools other maps than the shipped file: a bundle copies it, never refers to it
-        self.strides = (STRIDE4[0], *STRIDES)
-        self.feature_dims = (STRIDE4[1], *self.feature_dims)
+        if only and self.branch_stages:
+            raise ConfigError("stride4_only=true: the embedding branch only changes the PAN maps, which would not be "
+                              "pooled; use one or the other")
+        self.stride4, self.stride4_only = True, only
+        if only:
+            self.strides, self.feature_dims = (STRIDE4[0],), (STRIDE4[1],)
+        else:
+            self.strides = (STRIDE4[0], *STRIDES)
+            self.feature_dims = (STRIDE4[1], *self.feature_dims)
+
+    def set_pooling(self, info: dict[str, Any]) -> None:
+        """Pool the levels a checkpoint or bundle recorded (`stride4`, `stride4_only` of `architecture()`). The
+        weights are the same whichever levels are pooled, so a bundle of the shipped weights refers to the shipped
+        file and records its pooling here."""
+        if info.get("stride4") and not self.stride4:
+            self.add_stride4_level(only=bool(info.get("stride4_only")))
 
     @property
     def detector_frozen(self) -> bool:
@@ -300,6 +321,8 @@ class NanoDetStudent(RegionDetector):
         maps = self.neck(outs[1:])  # the backbone's last three stages, as Backbone.forward returns them
         raw = [level(m) for level, m in zip(self.head, maps, strict=True)]
         fine = [outs[0]] if self.stride4 else []
+        if self.stride4_only:
+            return fine, raw
         if not self.branch_stages:
             return fine + maps, raw
         branch, x = list(outs), branch_input
