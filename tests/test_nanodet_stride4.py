@@ -154,6 +154,7 @@ def test_a_stride4_only_bundle_refers_to_the_shipped_file_and_exports_p2_alone(t
     bundle = save_bundle(tmp_path / "bundle", fine(only=True), translator.eval(), pca, {"imgsz": 256})
     loaded = load_bundle(bundle)
     assert not (bundle / "student.safetensors").exists() and loaded.student.stride4_only
+    assert Student.load(bundle).region_dim == 64  # a bundle folder as the student: the shipped file, pooled as recorded
     pt = TorchEngine.load(bundle, device="cpu")
     ox = OnnxEngine(export_onnx(bundle, tmp_path / "onnx"), threads=1)
     assert ox.maps == ["p2"]

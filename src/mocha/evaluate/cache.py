@@ -31,7 +31,8 @@ def file_stamp(path: str | Path | None) -> Any:
 
 def source_stamp(path: str | Path | None) -> Any:
     """`file_stamp` of a bundle or weights path, a shipped name (`coco`, `nanodet-g`) stamped by its files: the name
-    alone would keep serving a cache made with the files of another package version."""
+    alone would keep serving a cache made with the files of another package version. A bundle that refers to the
+    shipped student (`student_ref`) is stamped with that file too."""
     from mocha.models.bundle import resolve_bundle
     from mocha.models.nanodet import ARCHITECTURE, shipped_path
 
@@ -40,7 +41,11 @@ def source_stamp(path: str | Path | None) -> Any:
     resolved = resolve_bundle(path)
     if not resolved.exists() and str(path) == ARCHITECTURE:
         resolved = shipped_path()
-    return file_stamp(resolved)
+    stamp = file_stamp(resolved)
+    meta = resolved / "bundle.json"
+    if meta.is_file() and json.loads(meta.read_text()).get("student_ref") == ARCHITECTURE:
+        stamp += file_stamp(shipped_path())  # a bundle that refers to the shipped student: its file counts too
+    return stamp
 
 
 def digest(obj: Any) -> str:

@@ -73,6 +73,10 @@ class Student(RegionDetector):
             )
         if path.is_dir():
             inner = path / "student.safetensors"
+            if not inner.exists() and (path / "bundle.json").exists():  # a bundle referring to a shipped student
+                from mocha.models.bundle import load_bundle
+
+                return load_bundle(path).student
             if not inner.exists():
                 raise ConfigError(f"{path}: folder has no student.safetensors")
             path = inner
