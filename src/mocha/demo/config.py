@@ -68,6 +68,8 @@ class DemoConfig(Config):
     translator_init: str = option(RECIPE.translator_init, help="stage-2 translator start: random | ridge (closed "
                                   "form from the stage-1 student's features)", choices=list(TRANSLATOR_INITS))
     pool_bins: int = option(1, help="region features: the box mean (1) or also a b×b grid of the box", ge=1, le=8)
+    pool_strides: list[int] = option([], help="stage 2 pools regions from the student's maps of these strides only "
+                                      "(e.g. 8: P3 alone); empty: all", ge=1, default_text="all")
     method: list[str] = option(list(KINDS), help="methods evaluated (comma list of " + " | ".join(KINDS) + ")",
                                choices=list(KINDS))
     learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot",
@@ -122,6 +124,8 @@ class DemoConfig(Config):
         # only when set: the stage key (recipe values + these) of a run without them stays as it was
         if self.pool_bins != 1:
             d["pool_bins"] = self.pool_bins
+        if self.pool_strides:
+            d["pool_strides"] = sorted(self.pool_strides)
         if self.lambda_det != RECIPE.lambda_det:
             d["lambda_det"] = self.lambda_det
         if self.distill_seed != _DISTILL_SEED:

@@ -102,6 +102,9 @@ class DistillConfig(Config):
                                 "detector's maps) — a cheaper second pass")
     stride4: bool = option(False, help="nanodet-g: also pool regions from its first CSP stage (64 channels at "
                            "stride 4, which keep colour and texture): a 448-d region vector")
+    pool_strides: list[int] | None = option(None, help="YOLO students: pool regions from the head's maps of these "
+                                            "strides only (e.g. 8: P3 alone); default all", ge=1,
+                                            default_text="all (8,16,32)")
     stride4_only: bool = option(False, help="nanodet-g: pool regions from that stride-4 map alone, not the PAN "
                                 "(a 64-d region vector; implies stride4)")
     translator_init: str | None = option(None, help="translator start: random (SPEC) | ridge (closed-form ridge "

@@ -71,6 +71,14 @@ def attach_stride4(student: Student, name: str, only: bool = False) -> None:
                           f"stride4_only={'true' if student.stride4_only else 'false'}")
 
 
+def attach_pool_strides(student: Student, name: str, strides: list[int]) -> None:
+    """`pool_strides=8`: a YOLO student pools regions from the head's maps of these strides only."""
+    if not hasattr(student, "pool_levels"):
+        raise ConfigError(f"pool_strides={','.join(map(str, strides))}: YOLO students only; {name} chooses its maps "
+                          "with stride4 / stride4_only")
+    student.pool_levels(strides)
+
+
 def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None = None) -> Path:
     """Stage 2 end to end: dataset + embedding store + PCA → run folder; returns `<run>/best`."""
     from mocha.data.dataset import load_dataset
@@ -93,6 +101,8 @@ def distill(config: DistillConfig, callback: Callable[[int, dict], None] | None 
         )
     if cfg.branch:
         attach_branch(student, cfg.branch, str(cfg.student), cfg.branch_light)
+    if cfg.pool_strides:
+        attach_pool_strides(student, str(cfg.student), cfg.pool_strides)
     if cfg.stride4 or cfg.stride4_only:
         attach_stride4(student, str(cfg.student), cfg.stride4_only)
     pca = open_pca(cfg.pca)

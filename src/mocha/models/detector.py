@@ -45,6 +45,22 @@ class Student(RegionDetector):
         head = self.model.model[-1]
         self.strides = tuple(int(s) for s in head.stride.tolist())
         self.feature_dims = tuple(int(m[0].conv.in_channels) for m in head.cv2)
+        self.levels: tuple[int, ...] | None = None  # the head's maps regions pool (None: all of them)
+
+    def pool_levels(self, strides: list[int] | tuple[int, ...]) -> None:
+        """Pool regions from the maps of these strides only (a subset of the head's, e.g. (8,): P3 alone). The
+        detector is unchanged; `forward` returns the chosen maps, so training, evaluation and the export pool
+        them. Why: the coarser maps carry the class more than the instance (docs/ablations.md)."""
+        head = self.model.model[-1]
+        every = tuple(int(s) for s in head.stride.tolist())
+        want = tuple(sorted({int(s) for s in strides}))
+        if not want or any(s not in every for s in want):
+            raise ConfigError(f"pool_strides={','.join(map(str, strides))}: choose among this student's map strides "
+                              f"{','.join(map(str, every))}")
+        self.levels = None if want == every else tuple(every.index(s) for s in want)
+        dims = [int(m[0].conv.in_channels) for m in head.cv2]
+        self.strides = want
+        self.feature_dims = tuple(dims[every.index(s)] for s in want)
 
     # ----------------------------------------------------------------- construction / persistence
     @classmethod
@@ -74,9 +90,7 @@ class Student(RegionDetector):
         if path.is_dir():
             inner = path / "student.safetensors"
             if not inner.exists() and (path / "bundle.json").exists():  # a bundle referring to a shipped student
-                from mocha.models.bundle import load_bundle
-
-                return load_bundle(path).student
+                return cls._load_referenced(path)
             if not inner.exists():
                 raise ConfigError(f"{path}: folder has no student.safetensors")
             path = inner
@@ -85,6 +99,21 @@ class Student(RegionDetector):
         if nanodet.is_nanodet_checkpoint(path):
             return nanodet.NanoDetStudent.load(path)
         return cls._load_safetensors(path)
+
+    @staticmethod
+    def _load_referenced(folder: Path) -> nanodet.NanoDetStudent:
+        """The shipped student a bundle refers to (`student_ref`), pooled as recorded in its bundle.json."""
+        try:
+            meta = json.loads((folder / "bundle.json").read_text())
+            ref, arch = meta.get("student_ref"), meta.get("student") or {}
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{folder}/bundle.json: unreadable ({exc})") from None
+        if ref not in SHIPPED or not isinstance(arch, dict):
+            raise ConfigError(f"{folder}: folder has no student.safetensors and its bundle.json refers to no shipped "
+                              f"student ({ref!r})")
+        student = SHIPPED[ref]()
+        student.set_pooling(arch)
+        return student
 
     @classmethod
     def _load_safetensors(cls, path: Path) -> Student:
@@ -104,6 +133,8 @@ class Student(RegionDetector):
         except Exception as exc:  # noqa: BLE001 - ultralytics' model builder raises many types on a bad cfg
             raise ConfigError(f"{path}: corrupt mocha student metadata ({type(exc).__name__}: {exc})") from None
         student = cls(model, names, info["cfg"])
+        if info.get("pool_strides"):
+            student.pool_levels(info["pool_strides"])
         try:
             missing, unexpected = student.model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # tensors of the wrong shape
@@ -138,14 +169,18 @@ class Student(RegionDetector):
 
         path = Path(path)
         state = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        meta = {"mocha_student": json.dumps({"cfg": self.cfg, "names": self.names}), "format": "mocha-student/1"}
+        info: dict[str, Any] = {"cfg": self.cfg, "names": self.names}
+        if self.levels is not None:
+            info["pool_strides"] = list(self.strides)
+        meta = {"mocha_student": json.dumps(info), "format": "mocha-student/1"}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)
         return path
 
     def architecture(self) -> dict[str, Any]:
         """What must match between a checkpoint and the code using it."""
-        return {"cfg": self.cfg, "nc": len(self.names), "feature_dims": list(self.feature_dims)}
+        arch = {"cfg": self.cfg, "nc": len(self.names), "feature_dims": list(self.feature_dims)}
+        return arch if self.levels is None else {**arch, "pool_strides": list(self.strides)}
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.model.model[-1].parameters())
@@ -166,10 +201,12 @@ class Student(RegionDetector):
 
     # ----------------------------------------------------------------- inference
     def forward(self, images: Tensor) -> tuple[list[Tensor], Any]:
-        """Run the detector; return the P3/P4/P5 maps feeding the head and the raw head output."""
+        """Run the detector; return the P3/P4/P5 maps feeding the head (those of `pool_levels`) and the raw head
+        output."""
         raw = self.model(images)
         out = raw[1] if isinstance(raw, tuple) else raw
-        return list(out["feats"]), raw
+        feats = list(out["feats"])
+        return (feats if self.levels is None else [feats[i] for i in self.levels]), raw
 
     def postprocess(self, raw: Any, size: tuple[int, int] | None = None, conf: float = 0.1, iou: float = 0.6,
                     max_det: int = 300) -> list[Tensor]:
