@@ -84,27 +84,6 @@ def test_attach_stride4_only_for_nanodet():
     assert m.strides == (4, 8, 16, 32)
 
 
-def test_a_stride4_bundle_exports_with_the_same_boxes_and_embeddings(tmp_path):
-    from mocha.teacher.pca import PCAArtifact
-
-    g = torch.Generator().manual_seed(4)
-    translator = Translator(448, 16, heads=14)
-    with torch.no_grad():
-        translator.mu.copy_(torch.randn(448, generator=g))
-    pca = PCAArtifact.fit(torch.randn(200, 32, generator=g), 16)
-    bundle = save_bundle(tmp_path / "bundle", fine(), translator.eval(), pca, {"imgsz": 256})
-    # the shipped weights: the bundle refers to them and records the pooling
-    assert not (bundle / "student.safetensors").exists() and load_bundle(bundle).student.region_dim == 448
-    pt = TorchEngine.load(bundle, device="cpu")
-    ox = OnnxEngine(export_onnx(bundle, tmp_path / "onnx"), threads=1)
-    assert ox.maps == map_names((4, 8, 16, 32)) == ["p2", "p3", "p4", "p5"]
-    lb_img, _ = letterbox(photos()[0], 256)
-    d_pt, m_pt = pt.detect(lb_img, conf=0.05, max_det=50)
-    d_ox, m_ox = ox.detect(lb_img, conf=0.05, max_det=50)
-    assert len(d_pt) == len(d_ox) > 0 and np.abs(d_pt[:, :4] - d_ox[:, :4]).max() <= 1e-3
-    assert np.abs(m_pt - m_ox).max() <= 1e-4 * max(1.0, np.abs(m_pt).max())
-
-
 def test_stride4_only_pools_the_first_stage_alone(original, tmp_path):
     x = bus(256)[None]
     m = fine(only=True)
@@ -143,21 +122,25 @@ def test_attach_stride4_refuses_a_student_that_pools_other_levels():
     assert m.region_dim == 64
 
 
-def test_a_stride4_only_bundle_refers_to_the_shipped_file_and_exports_p2_alone(tmp_path):
+@pytest.mark.parametrize("only", [False, True])
+def test_a_stride4_bundle_refers_to_the_shipped_file_and_exports_with_the_same_boxes_and_embeddings(tmp_path, only):
     from mocha.teacher.pca import PCAArtifact
 
-    g = torch.Generator().manual_seed(5)
-    translator = Translator(64, 16, heads=2)
+    width = 64 if only else 448
+    g = torch.Generator().manual_seed(4)
+    translator = Translator(width, 16, heads=width // 32)
     with torch.no_grad():
-        translator.mu.copy_(torch.randn(64, generator=g))
+        translator.mu.copy_(torch.randn(width, generator=g))
     pca = PCAArtifact.fit(torch.randn(200, 32, generator=g), 16)
-    bundle = save_bundle(tmp_path / "bundle", fine(only=True), translator.eval(), pca, {"imgsz": 256})
+    bundle = save_bundle(tmp_path / "bundle", fine(only), translator.eval(), pca, {"imgsz": 256})
+    # the shipped weights: the bundle refers to them and records the pooling
     loaded = load_bundle(bundle)
-    assert not (bundle / "student.safetensors").exists() and loaded.student.stride4_only
-    assert Student.load(bundle).region_dim == 64  # a bundle folder as the student: the shipped file, pooled as recorded
+    assert not (bundle / "student.safetensors").exists() and loaded.student.stride4_only == only
+    assert loaded.student.region_dim == width
+    assert Student.load(bundle).region_dim == width  # a bundle folder as the student: the shipped file, as recorded
     pt = TorchEngine.load(bundle, device="cpu")
     ox = OnnxEngine(export_onnx(bundle, tmp_path / "onnx"), threads=1)
-    assert ox.maps == ["p2"]
+    assert ox.maps == map_names(loaded.student.strides) == (["p2"] if only else ["p2", "p3", "p4", "p5"])
     lb_img, _ = letterbox(photos()[0], 256)
     d_pt, m_pt = pt.detect(lb_img, conf=0.05, max_det=50)
     d_ox, m_ox = ox.detect(lb_img, conf=0.05, max_det=50)
