@@ -82,8 +82,8 @@ def load_ridge(translator: Translator, fit: RidgeFit) -> None:
                           f"{d} → {translator.out_dim}")
     # proj(z + c) = W z + W c: the intercept enters as the constant the second block adds (W c = intercept)
     w = fit.weight.double()
-    gram = w @ w.T
     if translator.out_dim <= d:
+        gram = w @ w.T
         c = w.T @ torch.linalg.solve(gram + 1e-12 * gram.diagonal().mean() * torch.eye(len(w), dtype=w.dtype),
                                      fit.intercept.double())  # the least-norm c (lstsq's rank cut-off drops small W)
     else:  # a narrow region vector (stride4_only: 64 → 128): W c spans only d directions of the output

@@ -25,7 +25,7 @@ from mocha.core.runs import resolve_artifact
 from mocha.errors import ConfigError
 from mocha.io import atomic_dir, read_manifest
 from mocha.models.detector import SHIPPED as SHIPPED_STUDENTS
-from mocha.models.detector import Student
+from mocha.models.detector import Student, load_referenced
 from mocha.models.digest import tensors_digest
 from mocha.models.translator import Translator
 from mocha.resources import SHIPPED_BUNDLES, asset_path
@@ -271,9 +271,8 @@ def load_bundle(path: str | Path, device: str | torch.device | None = None) -> B
     for name in ("translator.safetensors",) if ref else ("student.safetensors", "translator.safetensors"):
         if not (path / name).exists():
             raise ConfigError(f"{path}: bundle is missing {name}")
-    student = Student.load(ref or path / "student.safetensors")  # a reference: the shipped file, hash-checked
-    if ref and isinstance(meta.get("student"), dict) and hasattr(student, "set_pooling"):
-        student.set_pooling(meta["student"])  # the shipped weights, pooled as the bundle was trained
+    # a reference: the shipped file, hash-checked, pooled as the bundle was trained
+    student = load_referenced(ref, meta.get("student") or {}) if ref else Student.load(path / "student.safetensors")
     if meta.get("student") and student.architecture()["cfg"] != meta["student"].get("cfg"):
         raise ConfigError(f"{path}: student.safetensors architecture differs from the one recorded in bundle.json")
     translator = load_translator(path / "translator.safetensors", meta.get("translator"))

@@ -42,23 +42,24 @@ class Student(RegionDetector):
         self.cfg = cfg
         self.model.names = dict(enumerate(self.names))
         self.model.args = _loss_hyperparameters()
-        head = self.model.model[-1]
-        self.strides = tuple(int(s) for s in head.stride.tolist())
-        self.feature_dims = tuple(int(m[0].conv.in_channels) for m in head.cv2)
+        self.strides, self.feature_dims = self._head_maps()
         self.levels: tuple[int, ...] | None = None  # the head's maps regions pool (None: all of them)
+
+    def _head_maps(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(strides, channels) of every map feeding the detection head."""
+        head = self.model.model[-1]
+        return tuple(int(s) for s in head.stride.tolist()), tuple(int(m[0].conv.in_channels) for m in head.cv2)
 
     def pool_levels(self, strides: list[int] | tuple[int, ...]) -> None:
         """Pool regions from the maps of these strides only (a subset of the head's, e.g. (8,): P3 alone). The
         detector is unchanged; `forward` returns the chosen maps, so training, evaluation and the export pool
         them. Why: the coarser maps carry the class more than the instance (docs/ablations.md)."""
-        head = self.model.model[-1]
-        every = tuple(int(s) for s in head.stride.tolist())
+        every, dims = self._head_maps()
         want = tuple(sorted({int(s) for s in strides}))
         if not want or any(s not in every for s in want):
             raise ConfigError(f"pool_strides={','.join(map(str, strides))}: choose among this student's map strides "
                               f"{','.join(map(str, every))}")
         self.levels = None if want == every else tuple(every.index(s) for s in want)
-        dims = [int(m[0].conv.in_channels) for m in head.cv2]
         self.strides = want
         self.feature_dims = tuple(dims[every.index(s)] for s in want)
 
@@ -111,9 +112,7 @@ class Student(RegionDetector):
         if ref not in SHIPPED or not isinstance(arch, dict):
             raise ConfigError(f"{folder}: folder has no student.safetensors and its bundle.json refers to no shipped "
                               f"student ({ref!r})")
-        student = SHIPPED[ref]()
-        student.set_pooling(arch)
-        return student
+        return load_referenced(ref, arch)
 
     @classmethod
     def _load_safetensors(cls, path: Path) -> Student:
@@ -242,6 +241,14 @@ STUDENTS.register(nanodet.ARCHITECTURE, nanodet.load_shipped,
 
 # Students that come with weights, loadable by name wherever a checkpoint path is accepted (`student=nanodet-g`).
 SHIPPED = {nanodet.ARCHITECTURE: nanodet.load_shipped}
+
+
+def load_referenced(ref: str, arch: dict[str, Any]) -> nanodet.NanoDetStudent:
+    """The shipped student `ref` (hash-checked), pooling the maps a bundle's `student` record names: the weights
+    are the shipped file's whichever maps a bundle pools."""
+    student = SHIPPED[ref]()
+    student.set_pooling(arch)
+    return student
 assert tuple(SHIPPED) == SHIPPED_STUDENTS  # the import-light list the config modules check names against
 
 
