@@ -59,42 +59,70 @@ class ImageTruth:
     label: np.ndarray
 
 
-def _match(pred: ImagePreds, gt: ImageTruth, order: np.ndarray) -> np.ndarray:
-    """(n, 10) correct flags for predictions in `order` (descending confidence), as ultralytics' validator."""
-    from ultralytics.engine.validator import BaseValidator
-    from ultralytics.utils.metrics import box_iou
+MATCH_BLOCK = 1 << 22  # IoU entries per matching call: images are matched together up to this (GT x predictions)
 
-    n = len(order)
-    if n == 0 or len(gt.label) == 0:
-        return np.zeros((n, len(IOUV)), dtype=bool)
-    iou = box_iou(torch.as_tensor(gt.boxes, dtype=torch.float32),
-                  torch.as_tensor(pred.boxes[order], dtype=torch.float32))
-    holder = SimpleNamespace(iouv=IOUV)
+
+def _pair_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """IoU of box a[i] with box b[i]: ultralytics' `box_iou` formula, operation for operation (float32), on pairs."""
+    wh = (torch.min(a[:, 2:], b[:, 2:]) - torch.max(a[:, :2], b[:, :2])).clamp_(0)
+    wh1, wh2 = a[:, 2:] - a[:, :2], b[:, 2:] - b[:, :2]
+    inter = wh[:, 0] * wh[:, 1]
+    return inter / (wh1[:, 0] * wh1[:, 1] + wh2[:, 0] * wh2[:, 1] - inter + eps)
+
+
+def _match_block(gt_boxes: list[np.ndarray], gt_labels: list[np.ndarray], pred_boxes: list[np.ndarray],
+                 pred_labels: list[np.ndarray]) -> np.ndarray:
+    """(n, 10) correct flags of several images' predictions (each image's in descending confidence) in one call of
+    ultralytics' validator matching. The IoU is computed for the (GT, prediction) pairs of the same image only and
+    is 0 across images, so no match crosses an image and the greedy matcher walks each image's predictions in the
+    same order, with the same IoU values, as image by image."""
+    from ultralytics.engine.validator import BaseValidator
+
+    m = np.array([len(g) for g in gt_labels])
+    n = np.array([len(p) for p in pred_labels])
+    if n.sum() == 0 or m.sum() == 0:
+        return np.zeros((int(n.sum()), len(IOUV)), dtype=bool)
+    pairs = m * n
+    img = np.repeat(np.arange(len(m)), pairs)
+    local = np.arange(pairs.sum()) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+    gi = (np.cumsum(m) - m)[img] + local // n[img]
+    pj = (np.cumsum(n) - n)[img] + local % n[img]
+    gt = torch.as_tensor(np.concatenate(gt_boxes), dtype=torch.float32)
+    pr = torch.as_tensor(np.concatenate(pred_boxes), dtype=torch.float32)
+    iou = torch.zeros(int(m.sum()), int(n.sum()))
+    iou[gi, pj] = _pair_iou(gt[gi], pr[pj])
     return BaseValidator.match_predictions(
-        holder, torch.as_tensor(pred.label[order]), torch.as_tensor(gt.label), iou
-    ).numpy()
+        SimpleNamespace(iouv=IOUV), torch.as_tensor(np.concatenate(pred_labels)),
+        torch.as_tensor(np.concatenate(gt_labels)), iou).numpy()
 
 
 def paper_map(preds: Sequence[ImagePreds], truths: Sequence[ImageTruth]) -> tuple[float, float]:
     """(mAP50-95, mAP50) of the paper protocol over the instances present in the query ground truth."""
     from ultralytics.utils.metrics import ap_per_class
 
-    tps, confs, classes, targets = [], [], [], []
+    gts, preds_in_order = [], []  # per image: (boxes, labels), predictions kept and in descending confidence
     for p, g in zip(preds, truths, strict=True):
         keep = np.flatnonzero(p.label >= 0)
         order = keep[np.argsort(-p.conf[keep], kind="stable")]
-        tps.append(_match(p, g, order))
-        confs.append(p.conf[order])
-        classes.append(p.label[order])
-        targets.append(g.label)
-    target_cls = np.concatenate(targets) if targets else np.zeros(0)
+        gts.append((np.asarray(g.boxes).reshape(-1, 4), np.asarray(g.label)))
+        preds_in_order.append((np.asarray(p.boxes).reshape(-1, 4)[order], p.label[order], p.conf[order]))
+    target_cls = np.concatenate([g[1] for g in gts]) if gts else np.zeros(0)
     if len(target_cls) == 0:
         return float("nan"), float("nan")
-    tp = np.concatenate(tps) if tps else np.zeros((0, 10), bool)
-    conf = np.concatenate(confs) if confs else np.zeros(0)
-    pred_cls = np.concatenate(classes) if classes else np.zeros(0)
+    tps, start, rows, cols = [], 0, 0, 0
+    for i in range(len(gts) + 1):  # consecutive images matched together while their IoU matrix stays small
+        if i == len(gts) or (i > start and (rows + len(gts[i][1])) * (cols + len(preds_in_order[i][1])) > MATCH_BLOCK):
+            part = range(start, i)
+            tps.append(_match_block([gts[k][0] for k in part], [gts[k][1] for k in part],
+                                    [preds_in_order[k][0] for k in part], [preds_in_order[k][1] for k in part]))
+            start, rows, cols = i, 0, 0
+        if i < len(gts):
+            rows, cols = rows + len(gts[i][1]), cols + len(preds_in_order[i][1])
+    tp = np.concatenate(tps)
     if len(tp) == 0:
         return 0.0, 0.0
+    conf = np.concatenate([p[2] for p in preds_in_order])
+    pred_cls = np.concatenate([p[1] for p in preds_in_order])
     ap = ap_per_class(tp, conf, pred_cls, target_cls)[5]
     return float(ap.mean()), float(ap[:, 0].mean())
 
