@@ -116,6 +116,23 @@ def test_detected_path_equals_gt_path_when_boxes_are_the_ground_truth(tmp_path, 
         assert a == b and a["accuracy"] == 1.0
 
 
+def test_prior_learner_names_boxes_the_detector_put_in_another_class(tmp_path, paper_student):
+    """`learner=prior`: a box whose detected coarse class is wrong keeps its identity (the conditional learner
+    searches only the wrong class and cannot name it)."""
+    data = make_paper_dataset(tmp_path / "p", "perseg", n_inst=4, per_inst=3)
+    acc = {}
+    for learner in ("conditional", "prior"):
+        ev = Evaluator(_config(data, paper_student, tmp_path, learner, shots=[2], learner=learner, coarse_penalty=0.0))
+        ev.extract()
+        for im in ev.images:  # the ground-truth boxes, each detected in the next coarse class
+            im.det_boxes, im.det_conf = im.gt_boxes.clone(), torch.ones(len(im.gt_boxes))
+            im.det_coarse = (im.gt_coarse + 1) % len(PAPER_COARSE)
+        teacher = ev.methods[1]
+        teacher.query = list(teacher.support)
+        acc[learner] = np.mean([ev.run_episode(teacher, ep)[0]["accuracy"] for ep in ev.episodes[2]])
+    assert acc["conditional"] == 0.0 and acc["prior"] == 1.0
+
+
 def test_world_with_bundle_student_and_plots(tmp_path, world):
     from mocha.models.bundle import save_bundle
     from mocha.models.translator import Translator

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mocha.core.learners import (
+    CoarsePriorLearner,
     ConditionalLearner,
     FlatLearner,
     PrototypeLearner,
@@ -134,7 +135,8 @@ def test_incremental_add_remove_and_errors():
 
 
 def test_state_dict_and_file_roundtrip(tmp_path):
-    for name, kw in (("conditional", {"fallback": "all"}), ("flat", {}), ("simpleshot", {"center": False})):
+    for name, kw in (("conditional", {"fallback": "all"}), ("flat", {}), ("simpleshot", {"center": False}),
+                     ("prior", {"coarse_penalty": 0.3})):
         learner = create_learner(name, **kw)
         _enrol(learner)
         q, qc = torch.randn(20, 16) * 3, torch.randint(0, 3, (20,))
@@ -150,6 +152,40 @@ def test_state_dict_and_file_roundtrip(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a file")
     with pytest.raises(ConfigError, match="bad.safetensors"):
         PrototypeLearner.load(tmp_path / "bad.safetensors")
+
+
+@pytest.mark.parametrize("penalty", [0.0, 0.2, float("inf")])
+def test_prior_learner_is_the_deployed_matching(penalty):
+    """The evaluation's `learner=prior` names each box as `mocha detect` does (personalize.matching.identify)."""
+    import numpy as np
+
+    from mocha.personalize.matching import identify, unit_prototypes
+
+    learner = CoarsePriorLearner(coarse_penalty=penalty)
+    centers, _ = _enrol(learner, n_coarse=3)
+    g = torch.Generator().manual_seed(2)
+    q = centers[torch.randint(0, 12, (60,), generator=g)] + 1.5 * torch.randn(60, 16, generator=g)
+    qc = torch.randint(0, 4, (60,), generator=g)  # class 3 has no instance; many boxes carry the wrong class
+    idx, prob = learner.predict_index(q, qc)
+    ref_idx, ref_sim = identify(learner, unit_prototypes(learner, 16), q.numpy(), qc.numpy(), penalty)
+    if np.isinf(penalty):  # only the box's own class, ranked by cosine; a class without instances drops the box
+        protos = F.normalize(learner.prototypes(), dim=1)
+        inst_coarse = torch.tensor([learner.coarse_of(i) for i in learner.instances()])
+        sim = (F.normalize(q, dim=1) @ protos.T).masked_fill(inst_coarse[None] != qc[:, None], -2)
+        want = torch.where(qc == 3, -1, sim.argmax(1))
+        assert idx.tolist() == want.tolist() and (prob[qc == 3] == 0).all()
+        return
+    assert (idx.numpy() == ref_idx).all()
+    torch.testing.assert_close(prob, torch.from_numpy((ref_sim + 1) / 2).clamp(0, 1))
+    inst_coarse = torch.tensor([learner.coarse_of(i) for i in learner.instances()])
+    assert (inst_coarse[idx] != qc).sum() > 0  # a prior, not a filter: some boxes are named across classes
+
+
+def test_prior_learner_needs_its_penalty():
+    with pytest.raises(ConfigError, match="coarse_penalty"):
+        create_learner("prior")
+    with pytest.raises(ConfigError, match="coarse_penalty=-1"):
+        CoarsePriorLearner(coarse_penalty=-1)
 
 
 def test_conditional_is_fast_for_1000_instances():

@@ -1,4 +1,5 @@
-"""Few-shot prototype learners: conditional coarse-to-fine (SPEC default), flat nearest prototype, SimpleShot.
+"""Few-shot prototype learners: conditional coarse-to-fine (SPEC default), flat nearest prototype, SimpleShot, and
+the coarse prior of `mocha detect` (the box's class a prior, not a filter).
 
 Instances are keyed by any hashable id (int or str) and carry a coarse class id. Each instance's prototype is
 the mean of its support vectors. `predict` labels every query *box* independently and is vectorized: queries
@@ -7,7 +8,8 @@ and the ensemble/softmax/argmax run once over a padded (n, M) matrix (the only P
 
 Probabilities: for a distance d over the candidates of a box, p = softmax(1 / (d + 1e-5)) (SPEC). The
 conditional learner averages the p's of three distances (1 - cos, mean |.|, mean (.)^2); flat and SimpleShot
-use the mean squared L2 distance only. A box with no candidate gets id None and probability 0.
+use the mean squared L2 distance only. The prior learner's probability is its penalised cosine similarity mapped
+to [0, 1]. A box with no candidate gets id None and probability 0.
 """
 
 from __future__ import annotations
@@ -316,6 +318,37 @@ class FlatLearner(PrototypeLearner):
         return idx, prob
 
 
+class CoarsePriorLearner(PrototypeLearner):
+    """The matching `mocha detect` deploys (mocha.personalize.matching): cosine similarity to every prototype, with
+    `coarse_penalty` taken off the instances of another coarse class than the box's. The detector's class is a
+    prior, not a filter, so a box whose class the detector got wrong can still be named; `coarse_penalty=inf`
+    searches the box's own class only (the conditional learner's candidates, ranked by cosine alone)."""
+
+    kind = "prior"
+
+    def __init__(self, coarse_penalty: float) -> None:
+        super().__init__()
+        self.coarse_penalty = float(coarse_penalty)
+        if not self.coarse_penalty >= 0:
+            raise ConfigError(f"coarse_penalty={coarse_penalty}: must be >= 0 (inf: only the box's own class)")
+
+    def config(self) -> dict[str, Any]:
+        return {"coarse_penalty": self.coarse_penalty}
+
+    def _predict(self, queries: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        st = self._state()
+        sim = F.normalize(queries, dim=1) @ F.normalize(st["protos_in_order"], dim=1).T
+        other = coarse[:, None] != torch.tensor([self._coarse[i] for i in self._vectors])[None, :]
+        if self.coarse_penalty == float("inf"):
+            sim = sim.masked_fill(other, float("-inf"))
+        else:
+            sim = sim - self.coarse_penalty * other.float()
+        best, idx = sim.max(1)
+        has = torch.isfinite(best)
+        prob = ((best + 1) / 2).clamp(0, 1)  # cosine in [-1, 1] → [0, 1], a penalised one clipped at 0
+        return torch.where(has, idx, torch.full_like(idx, -1)), torch.where(has, prob, torch.zeros_like(prob))
+
+
 class SimpleShotLearner(FlatLearner):
     """SimpleShot: optionally subtract the mean support vector, L2-normalize, nearest prototype by L2."""
 
@@ -343,6 +376,8 @@ LEARNERS: Registry[type[PrototypeLearner]] = Registry("learner", option="learner
 LEARNERS.register("conditional", ConditionalLearner, help="SPEC's: prototypes searched within the box's coarse class")
 LEARNERS.register("flat", FlatLearner, help="nearest prototype over all instances")
 LEARNERS.register("simpleshot", SimpleShotLearner, help="SimpleShot: centred + L2-normalised nearest prototype")
+LEARNERS.register("prior", CoarsePriorLearner, help="mocha detect's: cosine to every prototype, coarse_penalty off "
+                  "those of another coarse class than the box's")
 
 
 def list_learners() -> list[str]:
@@ -351,7 +386,8 @@ def list_learners() -> list[str]:
 
 
 def create_learner(name: str, **kw: Any) -> PrototypeLearner:
-    """Build a learner by name: "conditional" (fallback="drop"|"all"), "flat", "simpleshot" (center=True)."""
+    """Build a learner by name: "conditional" (fallback="drop"|"all"), "flat", "simpleshot" (center=True), "prior"
+    (coarse_penalty, required: mocha.personalize.matching.DEFAULT_COARSE_PENALTY is mocha detect's)."""
     factory = LEARNERS.get(name)
     try:
         return factory(**kw)

@@ -13,6 +13,7 @@ from mocha.distill.config import TRANSLATOR_INITS, DistillConfig
 from mocha.distill.recipes import PAPER, TUNED
 from mocha.errors import ConfigError
 from mocha.evaluate.config import KINDS, learner_names
+from mocha.personalize.matching import DEFAULT_COARSE_PENALTY
 
 # stage 2 runs the tuned recipe; these options are the ones the demo exposes (the rest come from the recipe)
 RECIPE = TUNED
@@ -72,10 +73,12 @@ class DemoConfig(Config):
                                       "(e.g. 8: P3 alone); empty: all", ge=1, default_text="all")
     method: list[str] = option(list(KINDS), help="methods evaluated (comma list of " + " | ".join(KINDS) + ")",
                                choices=list(KINDS))
-    learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot",
+    learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot | prior",
                           choices=learner_names)
     fallback: str = option("drop", help="conditional learner, box of a class without prototypes: drop | all",
                            choices=("drop", "all"))
+    coarse_penalty: float = option(DEFAULT_COARSE_PENALTY, help="prior learner: similarity taken off instances of "
+                                   "another coarse class than the box's", ge=0)
     episodes: int = option(100, help="episodes per shot count", ge=1)
     probe_episodes: int = option(100, help="episodes of the neural-collapse probe", ge=1)
     shots: list[int] = option([1, 5], help="comma-separated shot counts", ge=1)
@@ -149,4 +152,6 @@ class DemoConfig(Config):
             d["learner"] = self.learner
         if self.fallback != "drop":
             d["fallback"] = self.fallback
+        if self.learner == "prior":
+            d["coarse_penalty"] = self.coarse_penalty
         return d

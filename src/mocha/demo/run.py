@@ -147,7 +147,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             methods = [m for m in every if m.kind in cfg.method]
             report = evaluate(EvalConfig(data=world, methods=methods, shots=list(cfg.shots), episodes=cfg.episodes,
                                          detector=student, imgsz=cfg.stage2_imgsz, learner=cfg.learner,
-                                         fallback=cfg.fallback, project=work,
+                                         fallback=cfg.fallback, coarse_penalty=cfg.coarse_penalty, project=work,
                                          name="evaluate", cache=False, progress=cfg.progress))
             return {"report": json.loads(json.dumps(report, default=str)), "run": "evaluate"}
 
@@ -167,6 +167,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             report = evaluate(EvalConfig(data=world, methods=[MethodSpec("mocha", name=OWN_BOXES, bundle=bundle)],
                                          shots=list(cfg.shots), episodes=cfg.episodes, detector=bundle,
                                          imgsz=cfg.stage2_imgsz, learner=cfg.learner, fallback=cfg.fallback,
+                                         coarse_penalty=cfg.coarse_penalty,
                                          project=work, name="evaluate", cache=False, plots=False,
                                          progress=cfg.progress))
             detection = {which: coarse_detection_map(path, world, imgsz=cfg.stage2_imgsz)

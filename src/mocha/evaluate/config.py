@@ -9,6 +9,7 @@ from typing import Any
 from mocha.core.config import Config, option
 from mocha.core.registry import Registry
 from mocha.errors import ConfigError
+from mocha.personalize.matching import DEFAULT_COARSE_PENALTY
 from mocha.resources import SHIPPED_BUNDLES, SHIPPED_MODELS
 
 # method kind → "module:factory(spec, box_source, device) -> Method"; factories load their artifacts lazily.
@@ -62,6 +63,13 @@ def learner_names() -> list[str]:
     return list_learners()
 
 
+def learner_options(learner: str, fallback: str, coarse_penalty: float) -> dict[str, Any]:
+    """The keyword arguments of `create_learner(learner)` among the evaluation's learner options."""
+    if learner == "conditional":
+        return {"fallback": fallback}
+    return {"coarse_penalty": coarse_penalty} if learner == "prior" else {}
+
+
 @dataclass(kw_only=True)
 class EvalConfig(Config):
     """Episodic few-shot evaluation of one or more methods on the same detector boxes.
@@ -80,10 +88,12 @@ class EvalConfig(Config):
                                    exists=SHIPPED_MODELS)
     bundle: Path | None = option(None, help="distilled bundle for the `mocha` method", exists=SHIPPED_BUNDLES)
     teacher: str = option("builtin", help="teacher name for `teacher` / `teacher-gt`")
-    learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot",
+    learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot | prior",
                           choices=learner_names)
     fallback: str = option("drop", help="conditional learner, box of a class without prototypes: drop | all",
                            choices=("drop", "all"))
+    coarse_penalty: float = option(DEFAULT_COARSE_PENALTY, help="prior learner: similarity taken off instances of "
+                                   "another coarse class than the box's (mocha detect's default)", ge=0)
     split: str | None = option(None, help="split to draw episodes from (default: the dataset's)")
     seed: int = option(0, help="episode seed")
     imgsz: int = option(640, help="letterbox size (paper: 672)", ge=32, multiple_of=32)

@@ -31,7 +31,7 @@ from mocha.core.progress import progress
 from mocha.core.runs import resolve_artifact
 from mocha.errors import ConfigError, DataError
 from mocha.evaluate.cache import CHUNK, FeatureCache, digest, pack, records_digest, source_stamp, unpack
-from mocha.evaluate.config import AUTO_WORKERS_MIN_EPISODES, EvalConfig, MethodSpec
+from mocha.evaluate.config import AUTO_WORKERS_MIN_EPISODES, EvalConfig, MethodSpec, learner_options
 from mocha.evaluate.methods import Method, build_method
 
 log = logging.getLogger("mocha.evaluate")
@@ -182,7 +182,7 @@ class Evaluator:
             return None
 
     def _learner_kw(self) -> dict[str, Any]:
-        return {"fallback": self.cfg.fallback} if self.cfg.learner == "conditional" else {}
+        return learner_options(self.cfg.learner, self.cfg.fallback, self.cfg.coarse_penalty)
 
     # ------------------------------------------------------------------------------------ feature pass
     def _sync(self) -> None:
