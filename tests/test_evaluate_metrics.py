@@ -73,6 +73,24 @@ def test_no_ground_truth_is_nan_and_no_predictions_is_zero():
     assert strict_map([P([], [], [], [])], [T([A], [3])], [3]) == 0.0
 
 
+def _random_episode(seed: int, n_images: int = 40, n_inst: int = 6):
+    rng = np.random.default_rng(seed)
+    preds, truths = [], []
+    for _ in range(n_images):
+        m = int(rng.integers(0, 4))
+        xy = rng.uniform(0, 100, (m, 2))
+        gb = np.concatenate([xy, xy + rng.uniform(10, 40, (m, 2))], 1).astype(np.float32)
+        n = int(rng.integers(0, 8)) if m else int(rng.integers(0, 3))
+        src = gb[rng.integers(0, m, n)] if m else rng.uniform(0, 100, (n, 4)).astype(np.float32)
+        pb = (src + rng.normal(0, 4, (n, 4))).astype(np.float32)
+        pb[:, 2:] = np.maximum(pb[:, 2:], pb[:, :2] + 1)
+        conf = np.round(rng.uniform(0.1, 1, n), 1).astype(np.float32)  # ties in confidence
+        prob = rng.uniform(0, 1, n).astype(np.float32)
+        preds.append(ImagePreds(pb.reshape(-1, 4), conf, prob, rng.integers(-1, n_inst, n)))
+        truths.append(ImageTruth(gb.reshape(-1, 4), rng.integers(0, n_inst - 1, m)))  # the last: never present
+    return preds, truths
+
+
 def _paper_map_image_by_image(preds, truths):
     """The reference: ultralytics' validator matching called once per image, then `ap_per_class`."""
     from types import SimpleNamespace
@@ -108,18 +126,39 @@ def test_paper_map_matches_images_together_as_one_by_one(block, monkeypatch):
     import mocha.core.metrics as metrics
 
     monkeypatch.setattr(metrics, "MATCH_BLOCK", block)
-    rng = np.random.default_rng(3)
-    preds, truths = [], []
-    for _ in range(60):
-        m = int(rng.integers(0, 4))
-        xy = rng.uniform(0, 100, (m, 2))
-        gb = np.concatenate([xy, xy + rng.uniform(10, 40, (m, 2))], 1).astype(np.float32)
-        gl = rng.integers(0, 6, m)
-        n = int(rng.integers(0, 8)) if m else int(rng.integers(0, 3))
-        src = gb[rng.integers(0, m, n)] if m else rng.uniform(0, 100, (n, 4)).astype(np.float32)
-        pb = (src + rng.normal(0, 4, (n, 4))).astype(np.float32)
-        pb[:, 2:] = np.maximum(pb[:, 2:], pb[:, :2] + 1)
-        conf = np.round(rng.uniform(0.1, 1, n), 1).astype(np.float32)  # ties in confidence
-        preds.append(ImagePreds(pb.reshape(-1, 4), conf, np.ones(n, np.float32), rng.integers(-1, 6, n)))
-        truths.append(ImageTruth(gb.reshape(-1, 4), gl))
+    preds, truths = _random_episode(3, n_images=60)
     assert paper_map(preds, truths) == _paper_map_image_by_image(preds, truths)
+
+
+def test_strict_map_is_faster_coco_evals_ap_over_enrolled_instances():
+    """The reference: faster-coco-eval with its default parameters, `summarize()`'s AP, and an enrolled instance
+    that is detected but absent from the ground truth counted as AP 0."""
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    for seed in range(3):
+        preds, truths = _random_episode(seed)
+        enrolled = list(range(6))
+        images, anns, dets = [], [], []
+        for i, (p, g) in enumerate(zip(preds, truths, strict=True)):
+            images.append({"id": i + 1, "width": float(max([1.0, *g.boxes[:, 2], *p.boxes[:, 2]])),
+                           "height": float(max([1.0, *g.boxes[:, 3], *p.boxes[:, 3]]))})
+            for b, k in zip(g.boxes, g.label, strict=True):
+                w, h = float(b[2] - b[0]), float(b[3] - b[1])
+                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(k),
+                             "bbox": [float(b[0]), float(b[1]), w, h], "area": w * h, "iscrowd": 0})
+            dets += [{"image_id": i + 1, "category_id": int(k), "score": float(s),
+                      "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]}
+                     for b, k, s in zip(p.boxes, p.label, p.score, strict=True) if k >= 0]
+        gt = COCO()
+        gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in enrolled]}
+        gt.createIndex()
+        ev = COCOeval_faster(gt, gt.loadRes(dets), "bbox")
+        present = sorted({a["category_id"] for a in anns})
+        ev.params.catIds = present
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+        zeros = {d["category_id"] for d in dets} - set(present)
+        assert zeros  # the never-present instance is detected: it must cost
+        want = ev.stats[0] * len(present) / (len(present) + len(zeros))
+        assert strict_map(preds, truths, enrolled) == pytest.approx(want, abs=1e-12)
