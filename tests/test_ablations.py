@@ -21,13 +21,16 @@ def test_default_levers_keep_a_default_demos_stage_keys() -> None:
     # the exact keys a demo had before the levers existed: its finished stages stay reusable
     assert cfg.distill_overrides() == {"epochs": TUNED.epochs, "det_every": 1, "lambda_dist": 20.0, "lr_student": 5e-3,
                                        "lambda_emb": 1.0, "temperature": 1.0, "emb_relative": False, "imgsz": 256,
-                                       "zoom_out": list(TUNED.zoom_out), "translator_init": "ridge", "hflip": True}
-    assert cfg.eval_overrides() == {}
+                                       "zoom_out": list(TUNED.zoom_out), "translator_init": "ridge", "hflip": True,
+                                       "pool_strides": [8]}
+    # the learner became `prior` on 2026-12-07: a conditional run keeps the evaluation keys it had before
+    assert cfg.eval_overrides() == {"learner": "prior", "coarse_penalty": 0.2}
+    assert DemoConfig(learner="conditional").eval_overrides() == {}
     assert cfg.method == list(KINDS)
     # a stage-2 key without zoomed views has no zoom_out entry (as before it was a recipe field); with them it has
     from mocha.demo.stages import content_key
 
-    plain = DemoConfig(zoom_out=[], epochs=8, translator_init="random", hflip=False).distill_key()
+    plain = DemoConfig(zoom_out=[], epochs=8, translator_init="random", hflip=False, pool_strides=[]).distill_key()
     zoomed = DemoConfig(zoom_out=[0.5]).distill_key()
     assert "zoom_out" not in plain and zoomed["zoom_out"] == [0.5]
     assert "translator_init" not in plain and zoomed["translator_init"] == "ridge"  # the same for a random start
@@ -100,7 +103,7 @@ def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypat
     assert [r["row"] for r in rows] == [a.name for a in ablations.ABLATIONS]
     assert all(c.out == tmp_path and c.size == "tiny" and c.progress is False for c in seen)
     base = DemoConfig(**ablations.STUDY_BASE)  # every row starts from the study's base, not today's defaults
-    assert base.zoom_out == [] and base.epochs == 8 and base.hflip is False
+    assert base.zoom_out == [] and base.epochs == 8 and base.hflip is False and base.learner == "conditional"
     for a, cfg in zip(ablations.ABLATIONS, seen, strict=True):
         changed = {k for k in base.to_dict() if getattr(cfg, k) != getattr(base, k)} - {"out", "progress", "size"}
         assert changed == set(a.overrides) | (set() if a.every_method else {"method"}), a.name
@@ -109,7 +112,8 @@ def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypat
     # stage-2 rows are scored against the baseline's teacher (40): hflip is the 8th run → mocha 28
     assert [a.name for a in ablations.ABLATIONS][7] == "hflip"
     assert by["hflip"]["mocha_1shot"] == 28.0 and by["hflip"]["of_teacher_pct"] == 70.0
-    base = "mocha demo pretrain_epochs=60 zoom_out=none epochs=8 translator_init=random hflip=false"
+    base = ("mocha demo pretrain_epochs=60 zoom_out=none epochs=8 translator_init=random hflip=false "
+            "learner=conditional pool_strides=none")
     assert by["hflip"]["command"] == base.replace("hflip=false", "hflip=true")
     assert by["zoom-out"]["command"] == base.replace("zoom_out=none", "zoom_out=0.5")
     assert by["paper-schedule"]["command"] == base + " det_every=4 lambda_dist=1 lr_student=0.0001"
@@ -118,7 +122,8 @@ def test_each_row_runs_the_demo_with_exactly_its_lever(tmp_path: Path, monkeypat
     table = ablations.markdown_table(rows).splitlines()
     assert len(table) == 2 + len(rows) and table[0].count("|") == table[1].count("|") == table[2].count("|")
     assert table[2].startswith("| baseline | `mocha demo pretrain_epochs=60 zoom_out=none epochs=8 "
-                               "translator_init=random hflip=false` | 21.0 | 26.0 | 52.5 | 11.0 | 50.0 | 10.5 |")
+                               "translator_init=random hflip=false learner=conditional pool_strides=none` "
+                               "| 21.0 | 26.0 | 52.5 | 11.0 | 50.0 | 10.5 |")
 
 
 def test_the_study_is_a_benchmark() -> None:

@@ -48,7 +48,7 @@ class Ablation:
 # The defaults every row starts from: the demo's when the study began (its levers adopted since are set back, so a
 # row measures one lever against the same base).
 STUDY_BASE: dict[str, Any] = {"pretrain_epochs": 60, "zoom_out": [], "epochs": 8, "translator_init": "random",
-                               "hflip": False}
+                               "hflip": False, "learner": "conditional", "pool_strides": []}
 
 # In the order they run: the baseline, then the levers most likely to matter first.
 ABLATIONS: tuple[Ablation, ...] = (

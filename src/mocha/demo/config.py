@@ -69,12 +69,18 @@ class DemoConfig(Config):
     translator_init: str = option(RECIPE.translator_init, help="stage-2 translator start: random | ridge (closed "
                                   "form from the stage-1 student's features)", choices=list(TRANSLATOR_INITS))
     pool_bins: int = option(1, help="region features: the box mean (1) or also a b×b grid of the box", ge=1, le=8)
-    pool_strides: list[int] = option([], help="stage 2 pools regions from the student's maps of these strides only "
-                                      "(e.g. 8: P3 alone); empty: all", ge=1, default_text="all")
+    # P3 alone: the stride-32 maps sit at chance in the within-class probe, and L_dist no longer pulls on the maps
+    # the head reads for large objects (docs/ablations.md: mocha as deployed +4.5 / +3.9 and +5.3 seed 43 with the
+    # conditional learner, +1.4 / +2.5 with the coarse prior; within the noise on the stage-1 boxes)
+    pool_strides: list[int] = option([8], help="stage 2 pools regions from the student's maps of these strides only "
+                                      "(8: P3 alone; none: all three)", ge=1)
     method: list[str] = option(list(KINDS), help="methods evaluated (comma list of " + " | ".join(KINDS) + ")",
                                choices=list(KINDS))
-    learner: str = option("conditional", help="prototype learner: conditional | flat | simpleshot | prior",
-                          choices=learner_names)
+    # prior: what `mocha detect` deploys; a box the detector put in the wrong coarse class keeps its identity
+    # (docs/ablations.md: 1-shot mocha 38.4 → 45.0 default, 35.9 → 41.3 held out; the teacher, prompted with the
+    # detected class, unchanged). SPEC's conditional learner: learner=conditional.
+    learner: str = option("prior", help="prototype learner: prior (mocha detect's coarse prior) | conditional "
+                          "(SPEC's) | flat | simpleshot", choices=learner_names)
     fallback: str = option("drop", help="conditional learner, box of a class without prototypes: drop | all",
                            choices=("drop", "all"))
     coarse_penalty: float = option(DEFAULT_COARSE_PENALTY, help="prior learner: similarity taken off instances of "
