@@ -70,7 +70,7 @@ class DemoConfig(Config):
                                   "form from the stage-1 student's features)", choices=list(TRANSLATOR_INITS))
     pool_bins: int = option(1, help="region features: the box mean (1) or also a b×b grid of the box", ge=1, le=8)
     # P3 alone: the stride-32 maps sit at chance in the within-class probe, and L_dist no longer pulls on the maps
-    # the head reads for large objects (docs/ablations.md: mocha as deployed +4.5 / +3.9 and +5.3 seed 43 with the
+    # the head reads for large objects (docs/ablations.md: mocha as deployed +4.5 / +3.9, seed 43 +5.3 / +6.4, with the
     # conditional learner, +1.4 / +2.5 with the coarse prior; within the noise on the stage-1 boxes)
     pool_strides: list[int] = option([8], help="stage 2 pools regions from the student's maps of these strides only "
                                       "(8: P3 alone; none: all three)", ge=1)
