@@ -97,7 +97,7 @@ def test_every_registry_lists_its_names():
     from mocha.teacher.registry import list_teachers
 
     assert list_teachers() == ["builtin", "mobilenetv2", "llava", "clip", "llava+clip"]
-    assert list_learners() == ["conditional", "flat", "simpleshot"]
+    assert list_learners() == ["conditional", "flat", "simpleshot", "prior"]
     assert list_methods() == ["student", "mocha", "teacher", "teacher-gt"]
     assert {"translator", "extract", "episodes", "prototypes", "latency"} <= set(list_benchmarks())
     assert "yolov8n" in list_students()
