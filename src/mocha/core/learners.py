@@ -151,6 +151,7 @@ class PrototypeLearner:
             starts = torch.cumsum(counts, 0) - counts
             self._cache = {
                 "protos_in_order": protos,
+                "coarse_in_order": coarse,
                 "protos": protos[order].contiguous(),
                 "pn2": protos[order].square().sum(1),  # squared norms, reused by every predict
                 "order": order,  # sorted position -> enrolment index
@@ -338,7 +339,7 @@ class CoarsePriorLearner(PrototypeLearner):
     def _predict(self, queries: torch.Tensor, coarse: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         st = self._state()
         sim = F.normalize(queries, dim=1) @ F.normalize(st["protos_in_order"], dim=1).T
-        other = coarse[:, None] != torch.tensor([self._coarse[i] for i in self._vectors])[None, :]
+        other = coarse[:, None] != st["coarse_in_order"][None, :]
         if self.coarse_penalty == float("inf"):
             sim = sim.masked_fill(other, float("-inf"))
         else:
