@@ -13,4 +13,6 @@ fi
 bash scripts/fetch_media.sh
 export YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check src tests
-.venv/bin/python -m pytest --durations=25 "$@"  # the 25 slowest tests in every CI log
+# --basetemp: this checkout's own scratch folder (cleared at start), not the shared /tmp/pytest-of-<user>/, where
+# a second pytest session of the same user (another clone's CI run) prunes the numbered folders of this one
+.venv/bin/python -m pytest --durations=25 --basetemp=.pytest-tmp "$@"  # the 25 slowest tests in every CI log
