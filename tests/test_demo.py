@@ -7,8 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mocha.cli import main
+from mocha.data.world import textures
+from mocha.demo.shipped import Leg
 
 STAGES = ("world", "student", "extract", "pca", "distill", "evaluate", "deployed", "probe", "heldout-world",
           "heldout-evaluate", "heldout-deployed", "heldout-probe")
@@ -37,7 +40,8 @@ def test_demo_tiny_interrupted_resumed_then_cached(tmp_path, capsys, monkeypatch
 
     monkeypatch.setattr(episodic, "evaluate", interrupted_on_heldout)
     # stage 1 in two legs, the second continuing the first (as a shipped student with "continues" is made)
-    monkeypatch.setattr("mocha.demo.run.stage1_legs", lambda *a, **k: [1, 1])
+    # (the second on the same world drawn from the wide photo set, as the shipped 250-epoch student's last leg)
+    monkeypatch.setattr("mocha.demo.run.stage1_legs", lambda *a, **k: [Leg(1), Leg(1, "wide")])
     with pytest.raises(SystemExit) as exc:
         main(args)
     assert exc.value.code == 130 and not (tmp_path / "report.json").exists()
@@ -73,9 +77,13 @@ def test_demo_tiny_interrupted_resumed_then_cached(tmp_path, capsys, monkeypatch
     hw, w = report["heldout_world"], report["world"]
     assert hw["seed"] == 1 and w["seed"] == 0 and hw["splits"] == ["personal"]
     assert hw["photos"] and not set(hw["photos"]) & set(w["photos"])
-    assert report["pca"]["dim"] == 8 and report["student"]["source"] == "mocha pretrain (1 ep + 1 ep)"
+    assert report["pca"]["dim"] == 8
+    assert report["student"]["source"] == "mocha pretrain (1 ep + 1 ep (wide photos))"
     leg2 = json.loads(next(tmp_path.glob("stages/student-*/pretrain-2/pretrain.json")).read_text())
     assert leg2["config"]["model"].endswith("pretrain/student.safetensors") and leg2["config"]["epochs"] == 1
+    assert leg2["config"]["data"].endswith("world-wide/mochaworld.yaml")
+    leg2_world = yaml.safe_load(next(tmp_path.glob("stages/student-*/world-wide/mochaworld.yaml")).read_text())["world"]
+    assert leg2_world["photos"] == list(textures.photo_set("wide")) and leg2_world["seed"] == 0
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# mocha demo report") and "| 1 | mocha |" in md and "Neural-collapse probe" in md
     assert "| 1 | mocha-own |" in md and "Coarse detection mAP50-95 / mAP50 on the held-out personal split" in md
@@ -111,7 +119,8 @@ def test_the_default_worlds_student_is_shipped_and_verifies():
     shipped = shipped_student(cfg.size, cfg.seed, cfg.imgsz, cfg.pretrain_epochs)
     assert shipped is not None and shipped.path.stat().st_size > 1_000_000  # the real weights, hash-checked
     legs = stage1_legs(cfg.size, cfg.seed, cfg.imgsz, cfg.pretrain_epochs)
-    assert sum(legs) == cfg.pretrain_epochs and [f"epochs={e}" in shipped.command for e in legs] == [True] * len(legs)
+    assert sum(leg.epochs for leg in legs) == cfg.pretrain_epochs
+    assert [f"epochs={leg.epochs}" in shipped.command for leg in legs] == [True] * len(legs)
     assert shipped.command.count("mocha pretrain") == len(legs)
 
 
@@ -124,10 +133,10 @@ def test_stage1_legs_follow_the_continues_chain(tmp_path):
 
     meta(100)
     meta(150, continues=100)
-    meta(180, continues=150)
-    assert stage1_legs("small", 0, 256, 180, assets=tmp_path) == [100, 50, 30]
-    assert stage1_legs("small", 0, 256, 150, assets=tmp_path) == [100, 50]
-    assert stage1_legs("small", 0, 256, 77, assets=tmp_path) == [77]  # nothing shipped: from scratch
+    meta(180, continues=150, photos="wide")
+    assert stage1_legs("small", 0, 256, 180, assets=tmp_path) == [(100, "default"), (50, "default"), (30, "wide")]
+    assert stage1_legs("small", 0, 256, 150, assets=tmp_path) == [(100, "default"), (50, "default")]
+    assert stage1_legs("small", 0, 256, 77, assets=tmp_path) == [(77, "default")]  # nothing shipped: from scratch
     meta(90, continues=120)
     with pytest.raises(ConfigError, match="continues=120"):
         stage1_legs("small", 0, 256, 90, assets=tmp_path)

@@ -21,7 +21,9 @@ def test_photo_sets_are_disjoint_halves_and_the_default_is_unchanged() -> None:
     assert default == textures.PHOTO_NAMES == ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
                                                 "hubble_deep_field", "retina", "colorwheel")
     assert len(heldout) == len(default) and not set(default) & set(heldout)
-    assert textures.POOL == default + heldout
+    extra = textures.photo_set("extra")
+    assert not set(extra) & (set(default) | set(heldout)) and textures.photo_set("wide") == default + extra
+    assert textures.POOL == default + heldout + extra
     assert textures.photo_set("camera, coins") == ("camera", "coins")
     with pytest.raises(ConfigError, match="unknown photo 'lena'"):
         textures.photo_set("camera,lena")
@@ -37,6 +39,16 @@ def test_every_heldout_photo_loads_as_rgb() -> None:
                for im in imgs)
     default = {im.tobytes() for im in textures.photos()}
     assert not default & {im.tobytes() for im in imgs}  # not the same picture under another name (cat = chelsea)
+
+
+def test_every_extra_photo_loads_and_is_none_of_the_others() -> None:
+    pytest.importorskip("skimage")
+    imgs = textures.photos(textures.photo_set("extra"))
+    assert len(imgs) == len(textures.photo_set("extra"))  # scikit-learn's and matplotlib's files load offline
+    assert all(im.ndim == 3 and im.shape[2] == 3 and im.dtype.name == "uint8" and min(im.shape[:2]) >= 160
+               for im in imgs)
+    others = {im.tobytes() for name in ("default", "heldout") for im in textures.photos(textures.photo_set(name))}
+    assert len({im.tobytes() for im in imgs} - others) == len(imgs)
 
 
 def test_personal_only_heldout_world(tmp_path: Path) -> None:

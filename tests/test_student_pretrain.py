@@ -45,3 +45,23 @@ def test_pretrain_unknown_split_is_an_error(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["pretrain", f"data={data}", "train_split=nope", f"project={tmp_path}"])
     assert exc.value.code == 2
+
+
+def test_pretrain_trains_on_the_threads_asked_for(tmp_path, monkeypatch):
+    """ultralytics alone resets torch to cpu_count() - 1 threads for CPU training; `threads=` wins."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+    from ultralytics.utils.callbacks import base
+
+    from mocha.student.pretrain import PretrainConfig, pretrain
+
+    seen: list[int] = []
+    monkeypatch.setitem(base.default_callbacks, "on_train_epoch_end", [lambda _: seen.append(torch.get_num_threads())])
+    data = make_mocha_dataset(tmp_path / "ds", n_images=2)
+    before = torch.get_num_threads()
+    try:
+        pretrain(PretrainConfig(data=data, epochs=2, imgsz=64, batch=8, workers=0, device="cpu",
+                                threads=NUM_THREADS + 1, project=tmp_path / "runs", name="t"))
+        assert seen == [NUM_THREADS + 1] * 2
+    finally:
+        torch.set_num_threads(before)

@@ -78,17 +78,25 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         s_student = stage("student", {"world": s_world.key, "sha256": shipped.sha256}, use_shipped)
     else:
         def pretrain_stage(work: Path) -> dict[str, Any]:
+            from mocha.data.world import generate_world
             from mocha.student.pretrain import PretrainConfig, pretrain, read_metrics
 
             legs = stage1_legs(cfg.size, cfg.seed, cfg.imgsz, cfg.pretrain_epochs)
             names = ["pretrain"] + [f"pretrain-{i}" for i in range(2, len(legs) + 1)]
             model = "yolov8n"  # the first leg trains from scratch; each next one continues the last student
-            for name, epochs in zip(names, legs, strict=True):
-                student = pretrain(PretrainConfig(data=data, model=model, epochs=epochs, imgsz=cfg.imgsz,
+            for name, leg in zip(names, legs, strict=True):
+                leg_data = data
+                if leg.photos != "default":  # the same world's layout, drawn from another photo set
+                    leg_data = work / f"world-{leg.photos}" / data.name
+                    if not leg_data.is_file():
+                        generate_world(leg_data.parent, size=cfg.size, seed=cfg.seed, photos=leg.photos,
+                                       overwrite=True, progress=cfg.progress)
+                student = pretrain(PretrainConfig(data=leg_data, model=model, epochs=leg.epochs, imgsz=cfg.imgsz,
                                                   project=work, name=name))
                 model = str(student)
             m = read_metrics(work / names[-1])["metrics"]
-            how = " + ".join(f"{e} ep" for e in legs)
+            how = " + ".join(f"{leg.epochs} ep" + ("" if leg.photos == "default" else f" ({leg.photos} photos)")
+                             for leg in legs)
             return {"student": str(student.relative_to(work)), "source": f"mocha pretrain ({how})",
                     "metrics": {"map50": m.get("metrics/mAP50(B)", 0.0), "map50_95": m.get("metrics/mAP50-95(B)", 0.0)}}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from mocha.errors import ConfigError
 from mocha.io import file_sha256
@@ -32,17 +32,27 @@ def _meta_path(size: str, seed: int, imgsz: int, epochs: int, assets: Path | Non
     return assets / f"student-{size}-s{seed}-{imgsz}px-{epochs}ep.json"
 
 
-def stage1_legs(size: str, seed: int, imgsz: int, epochs: int, assets: Path | None = None) -> list[int]:
-    """The `mocha pretrain` runs that make the `epochs`-epoch student, each continuing the one before: [epochs]
+class Leg(NamedTuple):
+    """One `mocha pretrain` run of a stage-1 chain: its epochs, on the world of this size and seed drawn from the
+    `photos` set (`mocha.data.world.textures.PHOTO_SETS`)."""
+
+    epochs: int
+    photos: str = "default"
+
+
+def stage1_legs(size: str, seed: int, imgsz: int, epochs: int, assets: Path | None = None) -> list[Leg]:
+    """The `mocha pretrain` runs that make the `epochs`-epoch student, each continuing the one before: one leg
     from scratch, unless the shipped student of that length was trained on from a shorter one (its `.json`
-    says `"continues": <epochs>`), as `mocha demo --fresh` must then do too."""
+    says `"continues": <epochs>`, and `"photos": <set>` when that last leg's world drew other photos than the
+    default set), as `mocha demo --fresh` must then do too."""
     meta_path = _meta_path(size, seed, imgsz, epochs, assets)
-    before = json.loads(meta_path.read_text()).get("continues") if meta_path.is_file() else None
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    before, photos = meta.get("continues"), meta.get("photos", "default")
     if not before:
-        return [epochs]
+        return [Leg(epochs, photos)]
     if not 0 < int(before) < epochs:
         raise ConfigError(f"{meta_path}: continues={before} must be below its own {epochs} epochs")
-    return stage1_legs(size, seed, imgsz, int(before), assets) + [epochs - int(before)]
+    return stage1_legs(size, seed, imgsz, int(before), assets) + [Leg(epochs - int(before), photos)]
 
 
 def shipped_student(size: str, seed: int, imgsz: int, epochs: int, assets: Path | None = None) -> ShippedStudent | None:

@@ -41,6 +41,7 @@ class PretrainConfig(Config):
     workers: int = option(2, help="dataloader workers", ge=0)
     device: str = option("", help="'' = CUDA if present else cpu; '0,1' = ultralytics DDP on two GPUs")
     seed: int = option(0, help="random seed")
+    threads: int = option(0, help="torch threads when training on the CPU (0 = one per core)", ge=0)
     patience: int = option(100, help="stop after this many epochs without improvement", ge=1)
     name: str = option("default", help="run name: <project>/<name>/")
     project: Path = option(Path("runs/pretrain"), help="parent folder of runs")
@@ -133,6 +134,10 @@ def pretrain(cfg: PretrainConfig) -> Path:
     import torch
 
     device = cfg.device or ("0" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        # ultralytics trains on cpu_count() - 1 threads (one idle core of two) with its loader inline
+        threads = cfg.threads or os.cpu_count() or 1
+        yolo.add_callback("on_train_epoch_start", lambda trainer: torch.set_num_threads(threads))
     yolo.train(
         data=str(data_yaml),
         epochs=cfg.epochs,

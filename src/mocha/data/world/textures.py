@@ -1,8 +1,11 @@
-"""Texture sources: the sample photos bundled in scikit-image, with procedural noise as fallback.
+"""Texture sources: sample photos bundled in our dependencies, with procedural noise as fallback.
 
-The bundled photos form one pool split into two disjoint named sets (the rule: `default` is the eight colour
-photos the world has always used, `heldout` is the eight other bundled natural photos, mostly greyscale), so a
-held-out world can draw every texture and background from photos the default world never shows.
+The pool is split into disjoint named sets. `default` is the eight colour photos of scikit-image the world has
+always used, `heldout` the eight other bundled natural photos of scikit-image (mostly greyscale), so a held-out
+world can draw every texture and background from photos the default world never shows. `extra` is the natural
+photos other pinned dependencies ship (scikit-learn's two sample images, matplotlib's portrait) and scikit-image's
+remaining non-synthetic greyscale ones large enough to crop (a cell, a scanned page, text): never shown by the default
+or the held-out world, they widen the surfaces stage 1 sees (`wide` = `default` + `extra`).
 A world may also name its own comma-separated subset of the pool.
 """
 
@@ -23,11 +26,34 @@ PHOTO_SETS: dict[str, tuple[str, ...]] = {
                 "colorwheel"),
     # skimage's `cat` is `chelsea` again and the remaining bundled files are tiny, binary or synthetic: left out
     "heldout": ("motorcycle", "camera", "coins", "clock", "brick", "grass", "gravel", "moon"),
+    # `motorcycle_right` is the held-out `motorcycle` from a second camera, so it stays out; `microaneurysms` is 102 px
+    "extra": ("china", "flower", "grace_hopper", "cell", "page", "text"),
 }
+PHOTO_SETS["wide"] = PHOTO_SETS["default"] + PHOTO_SETS["extra"]
 PHOTO_NAMES = PHOTO_SETS["default"]
-POOL = tuple(n for names in PHOTO_SETS.values() for n in names)
+POOL = tuple(dict.fromkeys(n for names in PHOTO_SETS.values() for n in names))
+
+
+def _sklearn_image(name: str) -> object:
+    from sklearn.datasets import load_sample_image
+
+    return load_sample_image(name)
+
+
+def _matplotlib_image(name: str) -> object:
+    import matplotlib.image
+    from matplotlib import cbook
+
+    return matplotlib.image.imread(cbook.get_sample_data(name))
+
+
 # pool names that are not a plain `skimage.data.<name>()` loader
-_LOADERS: dict[str, Callable[[object], object]] = {"motorcycle": lambda skd: skd.stereo_motorcycle()[0]}
+_LOADERS: dict[str, Callable[[object], object]] = {
+    "motorcycle": lambda skd: skd.stereo_motorcycle()[0],
+    "china": lambda _: _sklearn_image("china.jpg"),
+    "flower": lambda _: _sklearn_image("flower.jpg"),
+    "grace_hopper": lambda _: _matplotlib_image("grace_hopper.jpg"),
+}
 
 
 def photo_set(spec: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
