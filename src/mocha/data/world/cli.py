@@ -22,8 +22,8 @@ class GenerateConfig(Config):
     out: Path = option(help="output folder (must be empty or absent unless overwrite=true)")
     size: str = option("small", help="tiny (unit tests) | small (default demo) | medium", choices=list(SIZES))
     seed: int = option(0, help="same seed and size give byte-identical files")
-    photos: str = option("default", help=f"texture/background photos: {' | '.join(PHOTO_SETS)} (disjoint halves of "
-                         "the bundled photos) or a comma list of photo names")
+    photos: str = option("default", help=f"texture/background photos: {' | '.join(PHOTO_SETS)} (docs/mochaworld.md: "
+                         "default and heldout share no photo; wide = default + extra) or a comma list of photo names")
     splits: str = option("all", help="all | personal (only the personal split and its episodes: enough to "
                          "evaluate a trained student on it)", choices=list(SPLITS))
     overwrite: bool = option(False, help="replace a non-empty output folder")
