@@ -45,9 +45,9 @@ class DemoConfig(Config):
     imgsz: int = option(256, help="input size", ge=32, multiple_of=32)
     distill_imgsz: int | None = option(None, help="letterbox size of stages 2 and 3 (the stage-1 student is "
                                        "convolutional)", ge=32, multiple_of=32, default_text="imgsz")
-    pretrain_epochs: int = option(250, help="stage-1 epochs (the default world's 250-, 200-, 150-, 100- and "
-                                  "60-epoch students are shipped; fresh=true retrains, 250 as 100 + 50 + 50 epochs "
-                                  "and 50 on the same world drawn from the wide photo set)", ge=1)
+    pretrain_epochs: int = option(200, help="stage-1 epochs (the default world's 200-, 150-, 100- and 60-epoch "
+                                  "students are shipped, and a 250-epoch one whose last 50 saw the wide photo set; "
+                                  "fresh=true retrains, 200 as 100 + 50 + 50)", ge=1)
     teacher: str = option("builtin", help="teacher for the store and the teacher methods")
     # d_t: on the small world (1.7k train regions) 16-32 beat 128; SPEC's 512 suits ~1e5 regions
     dim: int = option(32, help="d_t: PCA components (distillation target dimension)", ge=1)
